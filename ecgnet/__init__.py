@@ -1,0 +1,1 @@
+"""ECG models, ECG knowledge (R peaks, rhythm, frequency bands) and expert features."""

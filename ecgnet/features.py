@@ -1,0 +1,317 @@
+"""Expert ECG features for classical baselines: rhythm, irregularity, atrial activity, morphology.
+
+``extract_features`` turns one single-lead window into a fixed-length vector in
+the order of ``FEATURE_NAMES``; ``ECGFeatureExtractor`` does the same for a batch
+of windows as a scikit-learn transformer, in parallel. Features that are
+undefined for a window (too few beats, no T–Q interval) are filled with 0, so
+the vector is always finite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+from scipy import signal as sps
+from scipy import stats
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from ecgnet.rpeaks import bandpass, detect_r_peaks, is_flat
+
+RHYTHM_FEATURES = (
+    "heart_rate", "rr_mean", "rr_sd", "rr_rmssd", "rr_pnn50", "rr_cv", "rr_min", "rr_max",
+    "rr_median", "rr_iqr_norm", "drr_mean_abs", "drr_sd", "drr_max_abs", "drr_median_norm",
+    "drr_frac_gt_10pct", "rr_outlier_frac",
+)
+IRREGULARITY_FEATURES = (
+    "rr_sampen", "rr_cosen", "rr_turning_point_ratio", "rr_shannon_entropy",
+    "poincare_sd1", "poincare_sd2", "poincare_ratio", "poincare_sd1_norm",
+)
+MORPHOLOGY_FEATURES = (
+    "p_corr", "p_energy", "tq_fwave_power", "tq_sd", "qrs_width", "beat_corr_mean",
+    "beat_corr_sd", "r_amp_cv",
+)
+SPECTRAL_FEATURES = (
+    "dominant_freq", "power_0_4", "power_4_9", "power_9_15", "power_15_40", "spectral_entropy",
+)
+QUALITY_FEATURES = ("kurtosis", "skewness", "clipped_frac")
+FEATURE_NAMES: tuple[str, ...] = (RHYTHM_FEATURES + IRREGULARITY_FEATURES + MORPHOLOGY_FEATURES
+                                  + SPECTRAL_FEATURES + QUALITY_FEATURES)
+
+SAMPEN_M = 1
+SAMPEN_R_S = 0.03          # tolerance of the RR sample entropy (Lake & Moorman's COSEn)
+_SAMPEN_MAX_LEN = 300      # bounds the O(n^2) template matching
+_BEAT_WINDOW_S = (0.25, 0.45)   # averaged-beat window before/after R
+_P_WINDOW_S = (0.25, 0.05)      # pre-R segment holding the P wave
+_FWAVE_BAND_HZ = (4.0, 9.0)
+_BANDS_HZ = ((0.0, 4.0), (4.0, 9.0), (9.0, 15.0), (15.0, 40.0))
+_CLIP_MARGIN = 0.01
+
+
+def extract_features(signal: np.ndarray, fs: float) -> np.ndarray:
+    """Expert features of one single-lead ECG window.
+
+    Args:
+        signal: 1-D ECG window (any scale; polarity may be inverted).
+        fs: Sampling rate in Hz.
+
+    Returns:
+        float64 array of shape ``(len(FEATURE_NAMES),)``, NaN-free (undefined features are 0).
+    """
+    raw = np.nan_to_num(np.asarray(signal, dtype=float).ravel())
+    values: dict[str, float] = dict(_quality_features(raw))
+    if not is_flat(raw) and raw.size > 3 * fs / 2:
+        clean = bandpass(raw, fs, 0.5, 40.0)
+        peaks = detect_r_peaks(raw, fs)
+        rr = np.diff(peaks) / fs
+        values.update(_rhythm_features(rr))
+        values.update(_irregularity_features(rr))
+        values.update(_morphology_features(clean, peaks, fs))
+        values.update(_spectral_features(clean, fs))
+    vector = np.array([values.get(name, np.nan) for name in FEATURE_NAMES], dtype=float)
+    return np.nan_to_num(vector, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _rhythm_features(rr: np.ndarray) -> dict[str, float]:
+    """Heart rate and RR / successive-difference statistics (seconds)."""
+    if rr.size == 0:
+        return {}
+    mean = rr.mean()
+    q25, median, q75 = np.percentile(rr, [25, 50, 75])
+    out = {"heart_rate": 60.0 / mean, "rr_mean": mean, "rr_sd": rr.std(), "rr_cv": rr.std() / mean,
+           "rr_min": rr.min(), "rr_max": rr.max(), "rr_median": median,
+           "rr_iqr_norm": (q75 - q25) / median,
+           "rr_outlier_frac": np.mean((rr < 0.25) | (rr > 2.0))}
+    drr = np.abs(np.diff(rr))
+    if drr.size:
+        out.update({"rr_rmssd": np.sqrt(np.mean(drr**2)), "rr_pnn50": np.mean(drr > 0.05),
+                    "drr_mean_abs": drr.mean(), "drr_sd": np.diff(rr).std(),
+                    "drr_max_abs": drr.max(), "drr_median_norm": np.median(drr) / median,
+                    "drr_frac_gt_10pct": np.mean(drr > 0.1 * mean)})
+    return out
+
+
+def _irregularity_features(rr: np.ndarray) -> dict[str, float]:
+    """Entropy, turning-point and Poincaré measures of RR irregularity."""
+    out: dict[str, float] = {}
+    if rr.size >= 2:
+        pairs = np.stack([rr[:-1], rr[1:]])
+        sd1 = np.std((pairs[1] - pairs[0]) / np.sqrt(2))
+        sd2 = np.std((pairs[1] + pairs[0]) / np.sqrt(2))
+        out.update({"poincare_sd1": sd1, "poincare_sd2": sd2,
+                    "poincare_ratio": sd1 / sd2 if sd2 > 0 else np.nan,
+                    "poincare_sd1_norm": sd1 / rr.mean(),
+                    "rr_shannon_entropy": _histogram_entropy(rr)})
+    if rr.size >= 3:
+        middle, before, after = rr[1:-1], rr[:-2], rr[2:]
+        turning = ((middle > before) & (middle > after)) | ((middle < before) & (middle < after))
+        out["rr_turning_point_ratio"] = turning.mean()
+    if rr.size >= SAMPEN_M + 2:
+        sampen = sample_entropy(rr, SAMPEN_M, SAMPEN_R_S)
+        out.update({"rr_sampen": sampen,
+                    "rr_cosen": sampen + np.log(2 * SAMPEN_R_S) - np.log(rr.mean())})
+    return out
+
+
+def sample_entropy(x: np.ndarray, m: int, r: float) -> float:
+    """Sample entropy ``-ln(A/B)`` of ``x`` with template length ``m`` and tolerance ``r``.
+
+    Vectorised over all template pairs; only the last ``_SAMPEN_MAX_LEN`` points are
+    used. When no template pair matches (A or B is 0) the finite-sample upper bound
+    ``ln(n_pairs)`` is returned instead of infinity.
+    """
+    x = np.asarray(x, dtype=float)[-_SAMPEN_MAX_LEN:]
+    templates = np.lib.stride_tricks.sliding_window_view(x, m + 1)
+    distance = np.zeros((len(templates), len(templates)))
+    upper = np.triu(np.ones_like(distance, dtype=bool), k=1)
+    for k in range(m):
+        distance = np.maximum(distance, np.abs(templates[:, None, k] - templates[None, :, k]))
+    matches_m = np.count_nonzero((distance <= r) & upper)
+    distance = np.maximum(distance, np.abs(templates[:, None, m] - templates[None, :, m]))
+    matches_m1 = np.count_nonzero((distance <= r) & upper)
+    n_pairs = len(templates) * (len(templates) - 1) / 2
+    if matches_m == 0 or matches_m1 == 0:
+        return float(np.log(max(n_pairs, 1.0)))
+    return float(-np.log(matches_m1 / matches_m))
+
+
+def _histogram_entropy(rr: np.ndarray) -> float:
+    """Shannon entropy (nats) of the RR histogram with bins 1/16 of the median RR wide."""
+    width = np.median(rr) / 16
+    _, counts = np.unique(np.floor(rr / width), return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def _beat_matrix(x: np.ndarray, peaks: np.ndarray, before: int, after: int) -> np.ndarray:
+    """Rows ``x[R - before : R + after]`` for the peaks whose window lies inside ``x``."""
+    inside = peaks[(peaks >= before) & (peaks + after <= x.size)]
+    return x[inside[:, None] + np.arange(-before, after)]
+
+
+def _mean_pairwise_corr(rows: np.ndarray) -> float:
+    """Mean Pearson correlation over all distinct pairs of rows."""
+    centred = rows - rows.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    unit = centred / np.where(norms > 0, norms, 1.0)
+    k = len(rows)
+    return float((np.sum(unit.sum(axis=0) ** 2) - np.sum(unit**2)) / (k * (k - 1)))
+
+
+def _row_corr(rows: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """Pearson correlation of every row with ``template``."""
+    a = rows - rows.mean(axis=1, keepdims=True)
+    b = template - template.mean()
+    denom = np.linalg.norm(a, axis=1) * np.linalg.norm(b)
+    return (a @ b) / np.where(denom > 0, denom, np.inf)
+
+
+def _morphology_features(x: np.ndarray, peaks: np.ndarray, fs: float) -> dict[str, float]:
+    """Averaged-beat, P-wave and T–Q (fibrillatory wave) features of the 0.5–40 Hz signal."""
+    before, after = (int(s * fs) for s in _BEAT_WINDOW_S)
+    beats = _beat_matrix(x, peaks, before, after)
+    out = _tq_features(x, peaks, fs)
+    if len(beats) == 0:
+        out.pop("tq_sd", None)  # cannot be scaled without a QRS amplitude
+        return out
+    average = beats.mean(axis=0)
+    template = average if average[before] >= 0 else -average
+    qrs_amplitude = template[before] - np.median(template[:before])
+    scale = qrs_amplitude if qrs_amplitude > 0 else np.nan
+    p_start, p_end = before - int(_P_WINDOW_S[0] * fs), before - int(_P_WINDOW_S[1] * fs)
+    out.update({"qrs_width": _half_height_width(template, before, fs),
+                "p_energy": template[p_start:p_end].std() / scale,
+                "tq_sd": out.get("tq_sd", np.nan) / scale})
+    if len(beats) >= 2:
+        corr = _row_corr(beats, average)
+        amplitudes = np.abs(beats[:, before])
+        out.update({"beat_corr_mean": corr.mean(), "beat_corr_sd": corr.std(),
+                    "p_corr": _mean_pairwise_corr(beats[:, p_start:p_end]),
+                    "r_amp_cv": amplitudes.std() / amplitudes.mean()})
+    return out
+
+
+def _half_height_width(template: np.ndarray, r_index: int, fs: float) -> float:
+    """Width (s) of the contiguous run around ``r_index`` above half the R height."""
+    baseline = np.median(template[:r_index])
+    above = template - baseline >= 0.5 * (template[r_index] - baseline)
+    below = np.flatnonzero(~above)
+    left = below[below < r_index]
+    right = below[below > r_index]
+    start = left[-1] + 1 if left.size else 0
+    stop = right[0] if right.size else template.size
+    return (stop - start) / fs
+
+
+def _tq_features(x: np.ndarray, peaks: np.ndarray, fs: float) -> dict[str, float]:
+    """4–9 Hz power and spread in the T–Q intervals (T end by Bazett, before the P wave)."""
+    if peaks.size < 2:
+        return {}
+    rr = np.diff(peaks) / fs
+    starts = peaks[:-1] + (0.4 * np.sqrt(rr) * fs).astype(int)
+    stops = peaks[1:] - (np.minimum(_P_WINDOW_S[0], 0.3 * rr) * fs).astype(int)
+    keep = stops > starts
+    if not keep.any():
+        return {}
+    mask = np.zeros(x.size, dtype=bool)
+    mask[_ranges(starts[keep], stops[keep])] = True
+    fwaves = bandpass(x, fs, *_FWAVE_BAND_HZ)
+    power = np.mean(x**2)
+    return {"tq_fwave_power": np.mean(fwaves[mask] ** 2) / power if power > 0 else np.nan,
+            "tq_sd": x[mask].std()}
+
+
+def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(start, stop)`` for every pair, without a Python loop."""
+    lengths = stops - starts
+    offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.repeat(starts, lengths) + offsets
+
+
+def _spectral_features(x: np.ndarray, fs: float) -> dict[str, float]:
+    """Dominant frequency, band power ratios and spectral entropy of the 0–40 Hz band."""
+    freqs, psd = sps.welch(x, fs=fs, nperseg=min(x.size, int(4 * fs)))
+    in_range = freqs <= 40.0
+    freqs, psd = freqs[in_range], psd[in_range]
+    total = psd.sum()
+    if total <= 0:
+        return {}
+    p = psd / total
+    out = {"dominant_freq": freqs[np.argmax(psd)],
+           "spectral_entropy": -np.sum(p[p > 0] * np.log(p[p > 0])) / np.log(p.size)}
+    for (low, high), name in zip(_BANDS_HZ, SPECTRAL_FEATURES[1:5]):
+        out[name] = p[(freqs >= low) & (freqs < high)].sum()
+    return out
+
+
+def _quality_features(raw: np.ndarray) -> dict[str, float]:
+    """Kurtosis, skewness and the fraction of samples pinned at the extremes (clipping)."""
+    if is_flat(raw):
+        return {"clipped_frac": 1.0 if raw.size else 0.0}
+    margin = _CLIP_MARGIN * np.ptp(raw)
+    clipped = (raw >= raw.max() - margin) | (raw <= raw.min() + margin)
+    return {"kurtosis": stats.kurtosis(raw), "skewness": stats.skew(raw),
+            "clipped_frac": clipped.mean()}
+
+
+class ECGFeatureExtractor(BaseEstimator, TransformerMixin):
+    """Scikit-learn transformer from ECG windows to expert features (stateless).
+
+    Args:
+        fs: Sampling rate of the windows in Hz.
+        n_jobs: Parallel workers for ``transform`` (joblib convention; -1 = all cores).
+
+    Example:
+        >>> features = ECGFeatureExtractor(fs=300.0).fit_transform(windows)   # doctest: +SKIP
+    """
+
+    _ROWS_PER_CHUNK = 64
+
+    def __init__(self, fs: float = 300.0, n_jobs: int = -1):
+        self.fs = fs
+        self.n_jobs = n_jobs
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "ECGFeatureExtractor":
+        """Validate the parameters and the input shape; nothing is learned."""
+        if not self.fs or self.fs <= 0:
+            raise ValueError(f"fs must be a positive sampling rate, got {self.fs!r}")
+        self.n_features_in_ = _as_windows(X).shape[1]
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Features of each window.
+
+        Args:
+            X: Windows of shape ``(n, T)`` or ``(n, T, 1)``.
+
+        Returns:
+            Array of shape ``(n, len(FEATURE_NAMES))``.
+        """
+        windows = _as_windows(X)
+        n_chunks = min(-(-len(windows) // self._ROWS_PER_CHUNK), 4 * effective_n_jobs(self.n_jobs))
+        if n_chunks <= 1:
+            return _extract_rows(windows, self.fs)
+        chunks = np.array_split(windows, n_chunks)
+        parts = Parallel(n_jobs=self.n_jobs)(delayed(_extract_rows)(c, self.fs) for c in chunks)
+        return np.concatenate(parts, axis=0)
+
+    def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
+        """Names of the output features, in column order."""
+        return np.asarray(FEATURE_NAMES, dtype=object)
+
+
+def _as_windows(X: np.ndarray) -> np.ndarray:
+    """Check ``X`` is ``(n, T)`` or ``(n, T, 1)`` and return it as a float ``(n, T)`` array."""
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 3 and X.shape[2] == 1:
+        X = X[:, :, 0]
+    if X.ndim != 2:
+        raise ValueError(f"expected windows of shape (n, T) or (n, T, 1), got {X.shape}")
+    return X
+
+
+def _extract_rows(windows: np.ndarray, fs: float) -> np.ndarray:
+    """Features of every row of ``windows``, one after another."""
+    out = np.empty((len(windows), len(FEATURE_NAMES)))
+    for i, window in enumerate(windows):
+        out[i] = extract_features(window, fs)
+    return out

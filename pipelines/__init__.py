@@ -1,0 +1,3 @@
+"""biomed pipelines: data loading, tf.data, runs, tuning, export, reports and the CLI."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,336 @@
+"""Experiment configs: YAML files in ``configs/`` loaded into typed, validated objects.
+
+Relative paths inside a config resolve against the folder of the config file;
+``~`` and ``$VARS`` are expanded. ``--set data.preprocess.fs=250`` style
+overrides are applied to the raw YAML before validation, so they are checked
+like any other key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipelines.errors import ConfigError
+from pipelines.modeling import check_hyperparameters, get_model
+from pipelines.schema import from_dict, to_dict
+
+
+@dataclass
+class SyntheticConfig:
+    """The built-in synthetic ECG dataset (written once into the cache folder)."""
+
+    n_records: int = 240
+    fs: float = 300.0
+    duration_s: list[float] = field(default_factory=lambda: [10.0, 30.0])
+    class_fractions: dict[str, float] | None = None
+    seed: int = 0
+
+
+@dataclass
+class TaskConfig:
+    """Which classes to learn and how raw labels map onto them."""
+
+    classes: list[str] = field(default_factory=lambda: ["N", "A"])
+    label_map: dict[str, str | None] = field(default_factory=dict)
+    positive: str | None = None
+    known_labels: list[str] | None = None
+
+    def validate(self, where: str) -> None:
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ConfigError(f"{where}.classes: expected at least two distinct class names, got {self.classes}")
+        for raw, target in self.label_map.items():
+            if target is not None and target not in self.classes:
+                raise ConfigError(f"{where}.label_map.{raw}: maps to {target!r}, which is not in "
+                                  f"classes {self.classes} (use null to drop)")
+        if self.positive is not None and self.positive not in self.classes:
+            raise ConfigError(f"{where}.positive: {self.positive!r} is not in classes {self.classes}")
+
+    def map_label(self, raw: str) -> tuple[str, int | None]:
+        """Return ('class', index), ('excluded', None) or ('unknown', None) for a raw label."""
+        target = self.label_map.get(raw, raw if raw in self.classes else KeyError)
+        if target is KeyError:
+            if self.known_labels is not None and raw in self.known_labels:
+                return "excluded", None
+            return "unknown", None
+        if target is None:
+            return "excluded", None
+        return "class", self.classes.index(target)
+
+
+@dataclass
+class PreprocessConfig:
+    """Signal preprocessing applied to every record before windowing."""
+
+    fs: float = 300.0
+    bandpass: list[float] | None = field(default_factory=lambda: [0.5, 40.0])
+    filter_order: int = 3
+    normalize: Literal["zscore", "robust", "minmax", "none"] = "zscore"
+    window_s: float = 10.0
+    stride_s: float | None = None
+    crop: Literal["start", "center"] = "center"
+    pad: Literal["zero", "edge", "drop"] = "zero"
+    min_length_s: float = 5.0
+    max_windows_per_record: int | None = None
+
+    def validate(self, where: str) -> None:
+        if self.fs <= 0 or self.window_s <= 0:
+            raise ConfigError(f"{where}: fs and window_s must be positive")
+        if self.bandpass is not None:
+            if len(self.bandpass) != 2 or not 0 <= self.bandpass[0] < self.bandpass[1]:
+                raise ConfigError(f"{where}.bandpass: expected [low_hz, high_hz] with 0 <= low < high, "
+                                  f"got {self.bandpass}")
+            if self.bandpass[1] >= self.fs / 2:
+                raise ConfigError(f"{where}.bandpass: high edge {self.bandpass[1]} Hz must be below "
+                                  f"the Nyquist frequency {self.fs / 2} Hz")
+        if self.stride_s is not None and self.stride_s <= 0:
+            raise ConfigError(f"{where}.stride_s: must be positive or null")
+
+    @property
+    def window_samples(self) -> int:
+        """Window length in samples at the target rate."""
+        return int(round(self.window_s * self.fs))
+
+
+@dataclass
+class AnnotatedConfig:
+    """How rhythm annotations (``.atr`` aux notes such as ``(AFIB``) become window labels."""
+
+    annotator: str = "atr"
+    rhythm_map: dict[str, str | None] = field(
+        default_factory=lambda: {"(N": "N", "(AFIB": "A", "(AFL": "O", "(B": "O", "(T": "O",
+                                 "(SBR": "O", "(SVTA": "O", "(VT": "O", "(PREX": "O", "(AB": "O",
+                                 "(BII": "O", "(IVR": "O", "(NOD": "O", "(P": "O", "(VFL": "O"})
+    purity: float = 1.0
+
+
+@dataclass
+class SplitConfig:
+    """Grouped, stratified train/val/test split (or k-fold) with a seed."""
+
+    val: float = 0.15
+    test: float = 0.15
+    kfold: int | None = None
+    fold: int = 0
+    group_by: Literal["record", "patient"] = "record"
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        if self.kfold is None:
+            if not (0 < self.val < 1 and 0 < self.test < 1 and self.val + self.test < 1):
+                raise ConfigError(f"{where}: val and test must be fractions in (0, 1) summing to < 1")
+        elif self.kfold < 2 or not 0 <= self.fold < self.kfold:
+            raise ConfigError(f"{where}: kfold must be >= 2 and fold in [0, kfold)")
+
+
+@dataclass
+class CacheConfig:
+    """On-disk cache of preprocessed arrays, keyed by a hash of (files, config)."""
+
+    enabled: bool = True
+    dir: str | None = None
+
+
+@dataclass
+class DataConfig:
+    """Where the records come from and how they become labelled windows."""
+
+    source: Literal["synthetic", "cinc2017", "wfdb", "annotated"] = "synthetic"
+    path: str | None = None
+    labels: str | None = None
+    records: list[str] | None = None
+    channel: int = 0
+    physionet_db: str | None = None
+    workers: int | None = None
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    annotated: AnnotatedConfig = field(default_factory=AnnotatedConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+
+    def validate(self, where: str) -> None:
+        if self.source != "synthetic" and not self.path:
+            raise ConfigError(f"{where}.path: required for source {self.source!r}")
+        if self.path and not Path(self.path).is_dir():
+            hint = (f"; download it with `biomed data download {self.physionet_db} {self.path}`"
+                    if self.physionet_db else "")
+            raise ConfigError(f"{where}.path: data folder {self.path} does not exist{hint}")
+        if self.labels and not Path(self.labels).is_file():
+            raise ConfigError(f"{where}.labels: labels file {self.labels} does not exist")
+
+
+@dataclass
+class AugmentConfig:
+    """On-the-fly training augmentation (never applied at evaluation)."""
+
+    enabled: bool = False
+    noise_std: float = 0.05
+    scale_range: list[float] = field(default_factory=lambda: [0.8, 1.2])
+    baseline_wander: float = 0.1
+    max_shift_s: float = 0.5
+
+
+@dataclass
+class LoaderConfig:
+    """tf.data settings: batching, shuffling, class balance, augmentation."""
+
+    batch_size: int = 64
+    shuffle_buffer: int = 8192
+    balance: Literal["none", "class_weight", "oversample"] = "class_weight"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class TrainConfig:
+    """Fitting: optimiser, epochs and the standard Keras callbacks."""
+
+    epochs: int = 30
+    learning_rate: float = 1e-3
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
+    monitor: str = "val_loss"
+    early_stopping_patience: int = 6
+    reduce_lr_patience: int = 3
+    reduce_lr_factor: float = 0.3
+    min_learning_rate: float = 1e-5
+    tensorboard: bool = True
+    verbose: int = 2
+
+
+@dataclass
+class ModelEntry:
+    """One model of the comparison: registry ``type``, display ``name`` and hyperparameters."""
+
+    type: str
+    name: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The name used in folders and report tables."""
+        return self.name or self.type
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment: data, loader, training, models and seeds."""
+
+    name: str
+    description: str = ""
+    seeds: list[int] = field(default_factory=lambda: [0])
+    data: DataConfig = field(default_factory=DataConfig)
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    models: list[ModelEntry] = field(default_factory=list)
+    output_dir: str = "runs"
+
+    def validate(self, where: str) -> None:
+        if not self.seeds:
+            raise ConfigError("seeds: expected at least one seed")
+        labels = [m.label for m in self.models]
+        if len(set(labels)) != len(labels):
+            raise ConfigError(f"models: names must be unique, got {labels}")
+        for i, entry in enumerate(self.models):
+            spec = get_model(entry.type)
+            try:
+                check_hyperparameters(spec.name, entry.params)
+            except ConfigError as err:
+                raise ConfigError(f"models[{i}].params: {err}") from None
+
+
+PATH_KEYS = (("data", "path"), ("data", "cache", "dir"))
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load, override and validate an experiment YAML file.
+
+    Args:
+        path: the YAML file.
+        overrides: ``key.sub=value`` strings; values are parsed as YAML scalars/lists.
+
+    Returns:
+        The validated ExperimentConfig, with every path made absolute.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    raw.setdefault("name", path.stem)
+    raw["models"] = [_model_entry(m) for m in raw.get("models") or []]
+    for item in overrides or []:
+        apply_override(raw, item)
+    _resolve_paths(raw, path.parent)
+    try:
+        return from_dict(ExperimentConfig, raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """Apply one ``a.b.c=value`` override to the raw config mapping in place."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. data.preprocess.fs=250")
+    key, text = item.split("=", 1)
+    value = yaml.safe_load(text) if text else None
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        if isinstance(node, list):
+            node = node[_list_index(node, part, key)]
+            continue
+        node = node.setdefault(part, {})
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {key}: {part!r} is not a section")
+    if isinstance(node, list):
+        node[_list_index(node, parts[-1], key)] = value
+    else:
+        node[parts[-1]] = value
+
+
+def config_to_yaml(config: ExperimentConfig) -> str:
+    """The fully resolved config as YAML text."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def config_hash(obj: Any) -> str:
+    """A short stable hash of any config object or plain data."""
+    data = json.dumps(to_dict(obj), sort_keys=True, default=str)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+def _model_entry(item: Any) -> Any:
+    return {"type": item} if isinstance(item, str) else item
+
+
+def _list_index(node: list, part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"--set {key}: {part!r} is not a valid index (list has {len(node)} items)")
+    return int(part)
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    """Make config paths absolute: against the config folder, and ``data.labels`` against ``data.path``."""
+    for keys in PATH_KEYS:
+        node = raw
+        for k in keys[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            value = os.path.expandvars(os.path.expanduser(node[keys[-1]]))
+            node[keys[-1]] = str((base / value).resolve()) if not os.path.isabs(value) else value
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("labels"), str):
+        labels = os.path.expandvars(os.path.expanduser(data["labels"]))
+        if not os.path.isabs(labels):
+            labels = str(Path(data.get("path") or base) / labels)
+        data["labels"] = labels

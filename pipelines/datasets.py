@@ -1,0 +1,46 @@
+"""Load the samples of an experiment and split them: the data half of every run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from pipelines.config import DataConfig, ExperimentConfig
+from pipelines.samples import SampleSet
+from pipelines.splits import assign_splits, membership_table, split_samples
+from pipelines.summary import data_summary
+
+
+@dataclass
+class PreparedData:
+    """An experiment's data: all samples, their split assignment and the splits themselves."""
+
+    samples: SampleSet
+    assignment: dict[str, np.ndarray]
+    splits: dict[str, SampleSet]
+    modality: str
+
+    def summary(self, name: str, positive: str | None) -> dict[str, Any]:
+        """The data summary (counts per class and split, skipped and excluded records)."""
+        return data_summary(name, self.modality, self.samples, self.splits, positive=positive)
+
+    def membership(self):
+        """Split membership table (record, group, label, split)."""
+        return membership_table(self.samples, self.assignment)
+
+
+def load_samples(data: DataConfig, progress: Callable[[int, int], None] | None = None) -> SampleSet:
+    """Load the configured source into a SampleSet (ECG windows)."""
+    from pipelines.ecg_dataset import load_ecg_samples
+
+    return load_ecg_samples(data, progress=progress)
+
+
+def prepare_data(config: ExperimentConfig, progress: Callable[[int, int], None] | None = None
+                 ) -> PreparedData:
+    """Load and split the experiment's data (grouped, stratified, seeded)."""
+    samples = load_samples(config.data, progress)
+    assignment = assign_splits(samples, config.data.split)
+    return PreparedData(samples, assignment, split_samples(samples, assignment), "ecg")

@@ -1,0 +1,221 @@
+"""Turn an ECG data config into a :class:`SampleSet` of labelled windows.
+
+Listing is cheap and serial; decoding and preprocessing run in a process pool
+over all cores; the result is cached on disk keyed by the files and the config,
+so a second run with the same config skips decoding. One bad record never stops
+a batch: it is skipped and reported with its reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from pipelines import cache
+from pipelines.config import AnnotatedConfig, DataConfig, PreprocessConfig, TaskConfig, config_hash
+from pipelines.ecg_sources import (Listing, RecordRef, cinc2017_labels_file, list_annotated_records,
+                                   list_labelled_records, read_rhythm_intervals, read_signal)
+from pipelines.errors import DataError, RecordError
+from pipelines.preprocess import clean_signal, make_windows, preprocess_record
+from pipelines.samples import SampleSet
+
+CINC_LABELS = ["N", "A", "O", "~"]
+CHUNK = 48
+Progress = Callable[[int, int], None]
+
+
+def synthetic_folder(data: DataConfig) -> Path:
+    """The folder of the built-in synthetic dataset, generated on first use."""
+    from ecgnet.synthetic import synthesize_records
+
+    folder = Path(data.path) if data.path else (
+        cache.cache_root(data.cache.dir) / "synthetic" / config_hash(data.synthetic))
+    if not (folder / "REFERENCE.csv").is_file():
+        s = data.synthetic
+        synthesize_records(folder, n_records=s.n_records, fs=s.fs, duration_s=tuple(s.duration_s),
+                           class_fractions=s.class_fractions, seed=s.seed)
+    return folder
+
+
+def resolve_source(data: DataConfig) -> tuple[Path, Path | None]:
+    """Return (data folder, labels file or None for annotated sources)."""
+    if data.source == "synthetic":
+        folder = synthetic_folder(data)
+        return folder, Path(data.labels) if data.labels else folder / "REFERENCE.csv"
+    folder = Path(data.path)
+    if data.source == "cinc2017":
+        return folder, Path(data.labels) if data.labels else cinc2017_labels_file(folder)
+    if data.source == "wfdb":
+        if not data.labels:
+            raise DataError("data.labels: a labels CSV (record,label[,patient]) is required for source 'wfdb'")
+        return folder, Path(data.labels)
+    return folder, None
+
+
+def list_records(data: DataConfig) -> tuple[Listing, Path, Path | None]:
+    """List the records of the configured source (no decoding)."""
+    folder, labels = resolve_source(data)
+    if labels is None:
+        listing = list_annotated_records(folder, data.records, data.annotated.annotator)
+    else:
+        listing = list_labelled_records(folder, labels)
+        if data.records is not None:
+            wanted = set(data.records)
+            listing.refs = [r for r in listing.refs if r.record in wanted]
+    return listing, folder, labels
+
+
+def load_ecg_samples(data: DataConfig, *, progress: Progress | None = None,
+                     use_cache: bool | None = None) -> SampleSet:
+    """Load, label, preprocess and window every record of ``data``; cached on disk.
+
+    Args:
+        data: the validated data config.
+        progress: optional callback ``(done_records, total_records)``.
+        use_cache: override ``data.cache.enabled``.
+
+    Returns:
+        The SampleSet of windows with skipped/excluded bookkeeping.
+    """
+    listing, folder, labels = list_records(data)
+    task = _task_with_defaults(data)
+    key = cache.fingerprint(
+        [e.path for e in os.scandir(folder) if e.is_file()] + ([str(labels)] if labels else []),
+        config_hash({k: getattr(data, k) for k in ("source", "records", "channel", "annotated",
+                                                    "preprocess")}),
+        config_hash(task))
+    cache_file = cache.cache_root(data.cache.dir) / "ecg" / f"{key}.npz"
+    enabled = data.cache.enabled if use_cache is None else use_cache
+    if enabled:
+        cached = cache.load_cached(cache_file)
+        if cached is not None:
+            return cached
+    samples = _build_samples(listing, data, task, progress)
+    if enabled:
+        cache.save_cached(cache_file, samples)
+    return samples
+
+
+def _task_with_defaults(data: DataConfig) -> TaskConfig:
+    task = data.task
+    if task.known_labels is None and data.source in ("cinc2017", "synthetic"):
+        return TaskConfig(task.classes, task.label_map, task.positive, CINC_LABELS)
+    return task
+
+
+def _build_samples(listing: Listing, data: DataConfig, task: TaskConfig,
+                   progress: Progress | None) -> SampleSet:
+    skipped = list(listing.problems)
+    excluded: Counter = Counter()
+    jobs: list[tuple[RecordRef, int | None]] = []
+    for ref in listing.refs:
+        if ref.label is None:
+            jobs.append((ref, None))
+            continue
+        status, index = task.map_label(ref.label)
+        if status == "class":
+            jobs.append((ref, index))
+        elif status == "excluded":
+            excluded[ref.label] += 1
+        else:
+            skipped.append({"record": ref.record, "reason": f"unknown label {ref.label!r} (task knows "
+                            f"{sorted(set(task.classes) | set(task.label_map))})"})
+    results = _run_jobs(jobs, data, task, progress)
+    xs, ys, recs, groups, wins = [], [], [], [], []
+    for (ref, _), (windows, labels, reason, dropped) in zip(jobs, results):
+        excluded.update(dropped)
+        if reason is not None:
+            skipped.append({"record": ref.record, "reason": reason})
+            continue
+        if len(windows) == 0:
+            continue
+        xs.append(windows)
+        ys.append(labels)
+        recs.append(np.full(len(windows), ref.record))
+        groups.append(np.full(len(windows), ref.group))
+        wins.append(np.arange(len(windows)))
+    if not xs:
+        raise DataError(f"no usable windows: {len(skipped)} records skipped "
+                        f"(first: {skipped[:1]}), {dict(excluded)} excluded by the task")
+    return SampleSet(np.concatenate(xs), np.concatenate(ys).astype(np.int32), np.concatenate(recs),
+                     np.concatenate(groups), np.concatenate(wins).astype(np.int32), list(task.classes),
+                     data.preprocess.fs, skipped, dict(excluded))
+
+
+def _run_jobs(jobs: list[tuple[RecordRef, int | None]], data: DataConfig, task: TaskConfig,
+              progress: Progress | None) -> list[tuple]:
+    chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+    args = (data.channel, data.preprocess, data.annotated, task)
+    workers = data.workers or os.cpu_count() or 1
+    results: list[tuple] = []
+    if workers == 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            results.extend(_process_chunk(chunk, *args))
+            if progress:
+                progress(len(results), len(jobs))
+        return results
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
+        for out in pool.map(_process_chunk, chunks, *[[a] * len(chunks) for a in args]):
+            results.extend(out)
+            if progress:
+                progress(len(results), len(jobs))
+    return results
+
+
+def _process_chunk(chunk: list[tuple[RecordRef, int | None]], channel: int, pre: PreprocessConfig,
+                   annotated: AnnotatedConfig, task: TaskConfig) -> list[tuple]:
+    """Decode and preprocess records; returns (windows, labels, reason or None, excluded counts)."""
+    out = []
+    for ref, label in chunk:
+        try:
+            signal, fs = read_signal(ref, channel)
+            if label is None:
+                out.append(_annotated_windows(ref, signal, fs, pre, annotated, task))
+            else:
+                windows = preprocess_record(signal, fs, pre)
+                out.append((windows, np.full(len(windows), label, np.int32), None, {}))
+        except RecordError as err:
+            out.append((None, None, str(err), {}))
+        except Exception as err:  # a batch never dies on one record
+            out.append((None, None, f"unexpected {type(err).__name__}: {err}", {}))
+    return out
+
+
+def _annotated_windows(ref: RecordRef, signal: np.ndarray, fs: float, pre: PreprocessConfig,
+                       annotated: AnnotatedConfig, task: TaskConfig) -> tuple:
+    """Windows of a long record labelled by the rhythm that covers them (``purity`` fraction)."""
+    intervals = read_rhythm_intervals(ref, annotated.annotator, len(signal))
+    clean = clean_signal(signal, fs, pre)
+    scale = pre.fs / fs
+    rhythm = np.full(len(clean), -1, np.int32)
+    names: list[str] = []
+    for start, end, aux in intervals:
+        if aux not in names:
+            names.append(aux)
+        rhythm[int(start * scale):int(end * scale)] = names.index(aux)
+    window = pre.window_samples
+    stride = window if pre.stride_s is None else max(1, int(round(pre.stride_s * pre.fs)))
+    windows = make_windows(clean, window, stride, pad="drop")
+    starts = np.arange(len(windows)) * stride
+    counts = np.stack([(np.lib.stride_tricks.sliding_window_view(rhythm, window)[starts] == i).sum(1)
+                       for i in range(len(names))], axis=1)
+    dominant, share = counts.argmax(1), counts.max(1) / window
+    labels = np.full(len(windows), -1, np.int32)
+    dropped: Counter = Counter()
+    for i, (d, s) in enumerate(zip(dominant, share)):
+        mapped = annotated.rhythm_map.get(names[d])
+        status, index = task.map_label(mapped) if mapped else ("excluded", None)
+        if s + 1e-9 < annotated.purity:
+            dropped["mixed rhythm window"] += 1
+        elif status != "class":
+            dropped[f"rhythm {names[d]}"] += 1
+        else:
+            labels[i] = index
+    keep = labels >= 0
+    return windows[keep].astype(np.float32), labels[keep], None, dict(dropped)

@@ -1,0 +1,167 @@
+"""ECG record sources built on ``wfdb``: CinC 2017, generic WFDB + labels CSV, annotated long records.
+
+A source lists :class:`RecordRef` entries (cheap: no signal is decoded) plus the
+problems found while listing (duplicate ids, missing files); ``read_signal``
+decodes one record and raises :class:`RecordError` with a readable reason when
+the record is unusable.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import wfdb
+
+from pipelines.errors import DataError, RecordError
+
+
+@dataclass(frozen=True)
+class RecordRef:
+    """One record on disk: id, WFDB base path (no extension), raw label and group (patient)."""
+
+    record: str
+    path: str
+    label: str | None
+    group: str
+
+
+@dataclass
+class Listing:
+    """Records found in a folder, and the ones rejected while listing, with reasons."""
+
+    refs: list[RecordRef]
+    problems: list[dict[str, str]]
+
+
+def read_labels_csv(path: str | Path) -> list[tuple[str, str, str | None]]:
+    """Read ``record,label[,patient]`` rows; a header row is detected and skipped.
+
+    Returns:
+        (record, label, patient or None) tuples in file order.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"labels file {path} does not exist")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        rows = [[c.strip() for c in row] for row in csv.reader(handle) if row and any(row)]
+    if rows and [c.lower() for c in rows[0][:2]] == ["record", "label"]:
+        rows = rows[1:]
+    out = []
+    for line, row in enumerate(rows, start=1):
+        if len(row) < 2 or not row[0]:
+            raise DataError(f"{path}, row {line}: expected 'record,label[,patient]', got {row}")
+        out.append((row[0], row[1], row[2] if len(row) > 2 and row[2] else None))
+    return out
+
+
+def list_labelled_records(folder: str | Path, labels_file: str | Path) -> Listing:
+    """Pair a labels CSV with the WFDB headers in ``folder`` (generic and CinC 2017 layouts)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data folder {folder} does not exist")
+    refs, problems, seen = [], [], set()
+    for record, label, patient in read_labels_csv(labels_file):
+        if record in seen:
+            problems.append({"record": record, "reason": f"duplicate record id in {Path(labels_file).name}"})
+            continue
+        seen.add(record)
+        if not (folder / f"{record}.hea").is_file():
+            problems.append({"record": record, "reason": f"missing header file {record}.hea"})
+            continue
+        refs.append(RecordRef(record, str(folder / record), label, patient or record))
+    if not refs:
+        raise DataError(f"no usable records in {folder} (labels from {labels_file}); "
+                        f"{len(problems)} rejected, e.g. {problems[:1]}")
+    return Listing(refs, problems)
+
+
+def cinc2017_labels_file(folder: str | Path) -> Path:
+    """The labels file of a CinC 2017 folder: REFERENCE-v3.csv when present, else REFERENCE.csv."""
+    folder = Path(folder)
+    for name in ("REFERENCE-v3.csv", "REFERENCE.csv"):
+        if (folder / name).is_file():
+            return folder / name
+    raise DataError(f"{folder}: no REFERENCE-v3.csv or REFERENCE.csv (CinC 2017 layout expected)")
+
+
+def list_annotated_records(folder: str | Path, records: list[str] | None, annotator: str) -> Listing:
+    """List long records that have a ``.<annotator>`` annotation file (MIT-BIH style)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data folder {folder} does not exist")
+    names = records or sorted(p.stem for p in folder.glob("*.hea"))
+    refs, problems = [], []
+    for name in names:
+        if not (folder / f"{name}.hea").is_file():
+            problems.append({"record": name, "reason": f"missing header file {name}.hea"})
+        elif not (folder / f"{name}.{annotator}").is_file():
+            problems.append({"record": name, "reason": f"missing annotation file {name}.{annotator}"})
+        else:
+            refs.append(RecordRef(name, str(folder / name), None, name))
+    if not refs:
+        raise DataError(f"no annotated records in {folder} (need .hea with .{annotator})")
+    return Listing(refs, problems)
+
+
+def read_signal(ref: RecordRef, channel: int = 0) -> tuple[np.ndarray, float]:
+    """Decode one channel of a record in physical units; returns (signal, fs).
+
+    Raises:
+        RecordError: unreadable or truncated files, header/data length mismatch, missing channel.
+    """
+    try:
+        header = wfdb.rdheader(ref.path)
+    except Exception as err:  # wfdb raises many types for broken headers
+        raise RecordError(f"unreadable header: {_short(err)}") from None
+    if channel >= header.n_sig:
+        raise RecordError(f"channel {channel} requested but the record has {header.n_sig} signal(s)")
+    try:
+        rec = wfdb.rdrecord(ref.path, channels=[channel])
+    except Exception as err:
+        raise RecordError(f"unreadable signal file: {_short(err)}") from None
+    signal = rec.p_signal[:, 0] if rec.p_signal is not None else None
+    if signal is None:
+        raise RecordError("no physical signal in record")
+    if header.sig_len and len(signal) != header.sig_len:
+        raise RecordError(f"header says {header.sig_len} samples, data file has {len(signal)} (truncated?)")
+    return signal, float(rec.fs)
+
+
+def read_rhythm_intervals(ref: RecordRef, annotator: str, n_samples: int) -> list[tuple[int, int, str]]:
+    """Rhythm intervals ``(start, end, aux)`` from rhythm-change annotations (e.g. '(AFIB')."""
+    try:
+        ann = wfdb.rdann(ref.path, annotator)
+    except Exception as err:
+        raise RecordError(f"unreadable annotation file .{annotator}: {_short(err)}") from None
+    changes = [(int(s), (a or "").strip("\x00").strip()) for s, a in zip(ann.sample, ann.aux_note)
+               if a and a.strip("\x00").startswith("(")]
+    if not changes:
+        raise RecordError(f"no rhythm annotations ('(N', '(AFIB', ...) in .{annotator}")
+    bounds = [s for s, _ in changes[1:]] + [n_samples]
+    return [(start, end, aux) for (start, aux), end in zip(changes, bounds) if end > start]
+
+
+def download_physionet(database: str, out_dir: str | Path, records: list[str] | None = None) -> Path:
+    """Download a PhysioNet database with ``wfdb.dl_database`` into ``out_dir``.
+
+    Raises:
+        DataError: when offline or the database is unknown, saying what to fetch by hand.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        wfdb.dl_database(database, dl_dir=str(out), records=records or "all", annotators="all")
+    except Exception as err:
+        raise DataError(
+            f"could not download PhysioNet database {database!r} ({_short(err)}). Offline? Download "
+            f"https://physionet.org/content/{database}/ by hand (e.g. the ZIP of the whole database) and "
+            f"unpack its .hea/.dat/.mat/.atr files and label CSV into {out.resolve()}") from None
+    return out
+
+
+def _short(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__

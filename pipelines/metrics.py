@@ -1,0 +1,276 @@
+"""Classification metrics the runner stores and the report compares (numpy + scikit-learn only).
+
+Binary tasks pick the decision threshold on the validation rows and apply it to
+the test rows; multi-class tasks use the argmax. Both are computed per window
+and per record (a record's score is the mean of its window probabilities).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score,
+                             precision_recall_curve, roc_auc_score)
+
+LEVELS = ("window", "record")
+CINC_CLASSES = ("N", "A", "O")
+CURVE_METRICS: dict[str, Callable[..., float]] = {"roc_auc": roc_auc_score,
+                                                  "pr_auc": average_precision_score}
+_KEYS = ("model", "role", "level")
+
+
+def choose_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Return the threshold maximising F1 of ``score >= threshold`` (0.5 when one class only).
+
+    The threshold is the midpoint between the best cut score and the next lower score,
+    so it separates the same validation rows while generalising less tightly.
+    """
+    y_true, score = np.asarray(y_true), np.asarray(score, dtype=float)
+    if np.unique(y_true).size < 2:
+        return 0.5
+    precision, recall, cuts = precision_recall_curve(y_true, score)
+    f1 = np.divide(2 * precision * recall, precision + recall,
+                   out=np.zeros_like(precision), where=(precision + recall) > 0)[:-1]
+    best = int(np.argmax(f1))
+    lower = score[score < cuts[best]]
+    return float((cuts[best] + lower.max()) / 2) if lower.size else float(cuts[best])
+
+
+def binary_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float) -> dict[str, float]:
+    """ROC-AUC, PR-AUC and the thresholded metrics of a binary score.
+
+    Args:
+        y_true: 0/1 labels (1 = positive class).
+        score: positive-class probability or score.
+        threshold: rows with ``score >= threshold`` are predicted positive.
+
+    Returns:
+        Flat dict of roc_auc, pr_auc, f1, sensitivity, specificity, precision, accuracy,
+        threshold, tn, fp, fn, tp. AUCs are NaN when ``y_true`` has one class.
+    """
+    y_true = np.asarray(y_true).astype(int)
+    score = np.asarray(score, dtype=float)
+    y_pred = (score >= threshold).astype(int)
+    tn, fp, fn, tp = confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
+    two_classes = np.unique(y_true).size == 2
+    return {
+        "roc_auc": float(roc_auc_score(y_true, score)) if two_classes else np.nan,
+        "pr_auc": float(average_precision_score(y_true, score)) if two_classes else np.nan,
+        "f1": float(f1_score(y_true, y_pred, labels=[0, 1], zero_division=0.0)),
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "precision": _ratio(tp, tp + fp),
+        "accuracy": _ratio(tp + tn, y_true.size),
+        "threshold": float(threshold),
+        "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp),
+    }
+
+
+def multiclass_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """Argmax metrics of class probabilities.
+
+    Returns:
+        accuracy, macro_f1, ``f1_<class>`` per class, macro_roc_auc (one-vs-rest mean over
+        classes present with both labels), cinc_score (mean F1 of N, A, O; only when all
+        three are classes) and ``confusion_matrix`` (an array, rows = true class; the only
+        non-scalar entry, which ``evaluate_predictions`` leaves out).
+    """
+    y_true = np.asarray(y_true).astype(int)
+    probs = np.asarray(probs, dtype=float)
+    labels = list(range(len(classes)))
+    y_pred = probs.argmax(axis=1)
+    per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0.0)
+    aucs = [roc_auc_score(y_true == k, probs[:, k]) for k in labels
+            if 0 < np.sum(y_true == k) < y_true.size]
+    result: dict[str, Any] = {
+        "accuracy": float(accuracy_score(y_true, y_pred)) if y_true.size else np.nan,
+        "macro_f1": float(per_class.mean()),
+        **{f"f1_{name}": float(value) for name, value in zip(classes, per_class)},
+        "macro_roc_auc": float(np.mean(aucs)) if aucs else np.nan,
+    }
+    if set(CINC_CLASSES) <= set(classes):
+        result["cinc_score"] = float(np.mean([result[f"f1_{c}"] for c in CINC_CLASSES]))
+    result["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=labels)
+    return result
+
+
+def aggregate_by_record(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean window probabilities per (split, record): one row per record with its y_true."""
+    prob_columns = [c for c in frame.columns if c.startswith("prob_")]
+    grouped = frame.groupby(["split", "record"], sort=False)
+    records = grouped[prob_columns].mean()
+    records.insert(0, "y_true", grouped["y_true"].first())
+    return records.reset_index()
+
+
+def positive_index(classes: list[str], positive: str | None) -> int:
+    """Index of the positive class of a binary task (``classes.index(positive)``, else 1)."""
+    return classes.index(positive) if positive is not None else 1
+
+
+def level_frame(predictions: pd.DataFrame, level: str) -> pd.DataFrame:
+    """The predictions at ``level``: the window rows, or their per-record means."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    return predictions if level == "window" else aggregate_by_record(predictions)
+
+
+def binary_scores(frame: pd.DataFrame, classes: list[str], positive: str | None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """0/1 labels and positive-class scores of ``frame`` (a predictions or record frame)."""
+    index = positive_index(classes, positive)
+    return (frame["y_true"].to_numpy() == index).astype(int), frame[f"prob_{classes[index]}"].to_numpy()
+
+
+def predicted_labels(predictions: pd.DataFrame, classes: list[str], positive: str | None,
+                level: str = "record") -> tuple[np.ndarray, np.ndarray]:
+    """True and predicted class indices of the test rows at ``level``.
+
+    Binary tasks threshold the positive score at the validation-chosen threshold;
+    multi-class tasks take the argmax.
+    """
+    frame = level_frame(predictions, level)
+    test = frame[frame["split"] == "test"]
+    if len(classes) != 2:
+        return test["y_true"].to_numpy(), _probs(test, classes).argmax(axis=1)
+    index = positive_index(classes, positive)
+    _, score = binary_scores(test, classes, positive)
+    predicted = np.where(score >= _val_threshold(frame, classes, positive), index, 1 - index)
+    return test["y_true"].to_numpy(), predicted
+
+
+def evaluate_predictions(predictions: pd.DataFrame, classes: list[str], positive: str | None
+                         ) -> list[dict[str, Any]]:
+    """Test-set metrics of one model × seed, one flat dict per level ("window", "record").
+
+    Args:
+        predictions: rows of ``predictions.csv`` (split, record, window, y_true, prob_<class>...).
+        classes: class names in index order.
+        positive: positive class of a binary task (None: index 1).
+
+    Returns:
+        ``[{"level": "window", ...}, {"level": "record", ...}]`` with scalar metrics only.
+    """
+    rows = []
+    for level in LEVELS:
+        frame = level_frame(predictions, level)
+        test = frame[frame["split"] == "test"]
+        if len(classes) == 2:
+            threshold = _val_threshold(frame, classes, positive)
+            metrics = binary_metrics(*binary_scores(test, classes, positive), threshold)
+        else:
+            metrics = multiclass_metrics(test["y_true"].to_numpy(), _probs(test, classes), classes)
+        rows.append({"level": level, **{k: v for k, v in metrics.items() if np.ndim(v) == 0}})
+    return rows
+
+
+def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds of every numeric metric, per (model, role, level).
+
+    Returns:
+        One row per (model, role, level) in first-seen order with ``n_seeds`` and
+        ``<metric>_mean`` / ``<metric>_std`` columns (std is NaN for a single seed).
+    """
+    columns = [c for c in metrics.select_dtypes("number").columns if c not in (*_KEYS, "seed")]
+    grouped = metrics.groupby(list(_KEYS), sort=False)
+    stats = grouped[columns].agg(["mean", "std"])
+    stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
+    stats.insert(0, "n_seeds", grouped["seed"].nunique() if "seed" in metrics else grouped.size())
+    return stats.reset_index()
+
+
+def bootstrap_auc_difference(y_true: np.ndarray, score_a: np.ndarray, score_b: np.ndarray, *,
+                             n_boot: int = 2000, seed: int = 0, metric: str = "roc_auc"
+                             ) -> dict[str, float]:
+    """Paired bootstrap of ``metric(a) - metric(b)`` over the same resampled records.
+
+    Each resample draws records with replacement (as multinomial counts, used as sample
+    weights, which equals scoring the resampled rows); resamples with one class are dropped.
+
+    Args:
+        y_true: 0/1 labels, one per record.
+        score_a, score_b: the two models' scores for the same records.
+        n_boot: number of resamples.
+        seed: seed of the resampling generator.
+        metric: "roc_auc" or "pr_auc".
+
+    Returns:
+        diff (on the full data), ci_low / ci_high (2.5 / 97.5 percentiles), p_value
+        (two-sided: twice the smaller tail fraction on either side of 0, at most 1) and
+        n_boot (valid resamples).
+    """
+    if metric not in CURVE_METRICS:
+        raise ValueError(f"metric must be one of {sorted(CURVE_METRICS)}, got {metric!r}")
+    y_true = np.asarray(y_true).astype(int)
+    score_a, score_b = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
+    if np.unique(y_true).size < 2:
+        return {"diff": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan, "n_boot": 0}
+    diff = CURVE_METRICS[metric](y_true, score_a) - CURVE_METRICS[metric](y_true, score_b)
+    rng = np.random.default_rng(seed)
+    boot = np.concatenate([
+        weighted_curve_metric(y_true, score_a, counts, metric)
+        - weighted_curve_metric(y_true, score_b, counts, metric)
+        for counts in _resample_counts(rng, y_true.size, n_boot)])
+    boot = boot[~np.isnan(boot)]
+    ci_low, ci_high = np.percentile(boot, [2.5, 97.5]) if boot.size else (np.nan, np.nan)
+    tail = min(np.mean(boot <= 0), np.mean(boot >= 0)) if boot.size else np.nan
+    return {"diff": float(diff), "ci_low": float(ci_low), "ci_high": float(ci_high),
+            "p_value": float(min(1.0, 2 * tail)), "n_boot": int(boot.size)}
+
+
+def weighted_curve_metric(y_true: np.ndarray, score: np.ndarray, weights: np.ndarray,
+                          metric: str = "roc_auc") -> np.ndarray:
+    """ROC-AUC or average precision for each row of sample ``weights`` at once.
+
+    Equals scikit-learn's ``roc_auc_score`` / ``average_precision_score`` with
+    ``sample_weight=weights[i]``; NaN for a row whose weighted labels have one class.
+
+    Args:
+        y_true: 0/1 labels, shape (n,).
+        score: scores, shape (n,).
+        weights: non-negative weights, shape (n_rows, n).
+        metric: "roc_auc" or "pr_auc".
+    """
+    order = np.argsort(-score, kind="mergesort")
+    y_sorted, s_sorted = y_true[order], score[order]
+    w_sorted = np.atleast_2d(weights)[:, order].astype(float)
+    last_of_tie = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]
+    tps = np.cumsum(w_sorted * y_sorted, axis=1)[:, last_of_tie]
+    fps = np.cumsum(w_sorted * (1 - y_sorted), axis=1)[:, last_of_tie]
+    tps = np.pad(tps, ((0, 0), (1, 0)))
+    fps = np.pad(fps, ((0, 0), (1, 0)))
+    pos, neg = tps[:, -1:], fps[:, -1:]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = tps / pos
+        if metric == "roc_auc":
+            fpr = fps / neg
+            value = np.sum(np.diff(fpr, axis=1) * (recall[:, 1:] + recall[:, :-1]) / 2, axis=1)
+        else:
+            precision = np.divide(tps, tps + fps, out=np.zeros_like(tps), where=(tps + fps) > 0)
+            value = np.sum(np.diff(recall, axis=1) * precision[:, 1:], axis=1)
+    return np.where((pos[:, 0] > 0) & (neg[:, 0] > 0), value, np.nan)
+
+
+def _resample_counts(rng: np.random.Generator, n: int, n_boot: int, chunk: int = 250
+                     ) -> Iterator[np.ndarray]:
+    """Yield bootstrap resamples of ``n`` rows as count arrays, ``chunk`` resamples at a time."""
+    for start in range(0, n_boot, chunk):
+        yield rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, n_boot - start))
+
+
+def _val_threshold(frame: pd.DataFrame, classes: list[str], positive: str | None) -> float:
+    """F1-optimal threshold on the validation rows of ``frame`` (0.5 when there are none)."""
+    val = frame[frame["split"] == "val"]
+    return choose_threshold(*binary_scores(val, classes, positive)) if len(val) else 0.5
+
+
+def _probs(frame: pd.DataFrame, classes: list[str]) -> np.ndarray:
+    """The (rows, classes) probability matrix of ``frame``."""
+    return frame[[f"prob_{c}" for c in classes]].to_numpy(dtype=float)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    """``numerator / denominator`` as a float, NaN when the denominator is 0."""
+    return float(numerator / denominator) if denominator else np.nan

@@ -1,0 +1,129 @@
+"""The one small interface every model plugs into: a registry of builders by name.
+
+Deep models (Keras) and classical baselines (scikit-learn) register here with
+``@register_model``; configs name them by string and the runner builds them
+without a central ``if/elif``. Builders of both families share one signature::
+
+    builder(input_shape, n_classes, *, fs, seed, **hyperparameters) -> model
+
+``input_shape`` excludes the batch axis (``(T, 1)`` for an ECG window,
+``(H, W, C)`` for an image); ``fs`` is the sampling rate in Hz (``None`` for
+images). Keras builders return an uncompiled ``keras.Model`` whose output is a
+float32 softmax over ``n_classes``; scikit-learn builders return an estimator
+with ``fit(X, y)`` / ``predict_proba(X)`` taking the same windows as arrays.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pipelines.errors import ConfigError
+
+FAMILIES = ("keras", "sklearn")
+_RESERVED = ("input_shape", "n_classes", "fs", "seed")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its builder, family, modality and default hyperparameters."""
+
+    name: str
+    builder: Callable[..., Any]
+    family: str
+    modality: str
+    role: str = "deep"
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, input_shape: tuple[int, ...], n_classes: int, *, fs: float | None = None,
+              seed: int = 0, **hyperparameters: Any) -> Any:
+        """Build the model with defaults overridden by ``hyperparameters``."""
+        check_hyperparameters(self.name, hyperparameters)
+        params = {**self.defaults, **hyperparameters}
+        return self.builder(input_shape, n_classes, fs=fs, seed=seed, **params)
+
+    @property
+    def hyperparameter_names(self) -> list[str]:
+        """Names the builder accepts as hyperparameters (beyond the reserved arguments)."""
+        return sorted(self.defaults)
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+_BUILTINS_LOADED = False
+
+
+def register_model(name: str, *, family: str, modality: str, role: str = "deep"
+                   ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a builder under ``name``; its keyword defaults become the hyperparameters.
+
+    Example:
+        >>> @register_model("tiny", family="keras", modality="ecg")   # doctest: +SKIP
+        ... def build_tiny(input_shape, n_classes, *, fs=None, seed=0, dropout=0.1): ...
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+
+    def decorate(builder: Callable[..., Any]) -> Callable[..., Any]:
+        defaults = {
+            p.name: p.default for p in inspect.signature(builder).parameters.values()
+            if p.name not in _RESERVED and p.default is not inspect.Parameter.empty
+        }
+        _REGISTRY[name] = ModelSpec(name, builder, family, modality, role, defaults)
+        return builder
+
+    return decorate
+
+
+def _load_builtin_models() -> None:
+    """Import (once) the packages whose modules register the built-in models."""
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
+    import ecgnet.models  # noqa: F401  (registers ECG models and baselines)
+    try:
+        import imaging.models  # noqa: F401
+    except ImportError:  # imaging models are optional until that package provides them
+        pass
+
+
+def get_model(name: str) -> ModelSpec:
+    """Return the registered model ``name`` or raise ConfigError naming the closest match."""
+    _load_builtin_models()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}{suggest(name, _REGISTRY)}; "
+                          f"registered models: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name]
+
+
+def model_names(modality: str | None = None) -> list[str]:
+    """Names of registered models, optionally only those of one modality ('ecg' or 'image')."""
+    _load_builtin_models()
+    return sorted(n for n, s in _REGISTRY.items() if modality in (None, s.modality))
+
+
+def check_hyperparameters(model: str, hyperparameters: dict[str, Any]) -> None:
+    """Raise ConfigError if a hyperparameter name is not accepted by ``model``."""
+    spec = _REGISTRY.get(model) or get_model(model)
+    for key in hyperparameters:
+        if key not in spec.defaults:
+            raise ConfigError(f"model {model!r} has no hyperparameter {key!r}"
+                              f"{suggest(key, spec.defaults)}; valid: "
+                              f"{', '.join(spec.hyperparameter_names)}")
+
+
+def suggest(word: str, choices: Any) -> str:
+    """Return ' (did you mean X?)' for the closest of ``choices``, or '' when none is close."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def l1_l2(l1: float = 0.0, l2: float = 0.0) -> Any:
+    """A Keras L1/L2 kernel regularizer, or None when both strengths are zero."""
+    import keras
+
+    if not l1 and not l2:
+        return None
+    return keras.regularizers.L1L2(l1=float(l1), l2=float(l2))

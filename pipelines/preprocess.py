@@ -1,0 +1,102 @@
+"""Signal preprocessing: resampling, band-pass filtering, normalisation and windowing."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+from scipy import signal as sps
+
+from pipelines.config import PreprocessConfig
+from pipelines.errors import RecordError
+
+FLAT_STD = 1e-6
+
+
+def resample(x: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
+    """Resample a 1-D signal from ``fs_in`` to ``fs_out`` Hz with a polyphase filter."""
+    if abs(fs_in - fs_out) < 1e-9:
+        return x
+    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
+    return sps.resample_poly(x, ratio.numerator, ratio.denominator)
+
+
+@lru_cache(maxsize=32)
+def _bandpass_sos(fs: float, low: float, high: float, order: int) -> np.ndarray:
+    if low > 0:
+        return sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
+    return sps.butter(order, high, btype="lowpass", fs=fs, output="sos")
+
+
+def bandpass(x: np.ndarray, fs: float, low: float, high: float, order: int = 3) -> np.ndarray:
+    """Zero-phase Butterworth band-pass (low-pass when ``low`` is 0)."""
+    sos = _bandpass_sos(float(fs), float(low), float(high), int(order))
+    padlen = min(len(x) - 1, 3 * (2 * len(sos) + 1) * 10)
+    return sps.sosfiltfilt(sos, x, padlen=padlen)
+
+
+def normalize(x: np.ndarray, method: str) -> np.ndarray:
+    """Per-record normalisation: 'zscore', 'robust' (median/IQR), 'minmax' or 'none'."""
+    if method == "zscore":
+        return (x - x.mean()) / max(float(x.std()), FLAT_STD)
+    if method == "robust":
+        q1, med, q3 = np.percentile(x, [25, 50, 75])
+        return (x - med) / max(float(q3 - q1), FLAT_STD)
+    if method == "minmax":
+        lo, hi = float(x.min()), float(x.max())
+        return 2 * (x - lo) / max(hi - lo, FLAT_STD) - 1
+    return x
+
+
+def make_windows(x: np.ndarray, window: int, stride: int | None, *, crop: str = "center",
+                 pad: str = "zero", max_windows: int | None = None) -> np.ndarray:
+    """Cut a 1-D signal into windows of ``window`` samples, shape ``(n, window)``.
+
+    With ``stride`` None one window is taken (cropped at the start or centre);
+    otherwise sliding windows every ``stride`` samples. A signal shorter than
+    the window is padded (``zero`` or ``edge``) or rejected (``drop``).
+    """
+    n = len(x)
+    if n < window:
+        if pad == "drop":
+            raise RecordError(f"{n} samples after resampling, shorter than the {window}-sample window "
+                              f"(preprocess.pad is 'drop')")
+        return np.pad(x, (0, window - n), mode="constant" if pad == "zero" else "edge")[None, :]
+    if stride is None:
+        start = 0 if crop == "start" else (n - window) // 2
+        return x[None, start:start + window]
+    starts = np.arange(0, n - window + 1, stride)
+    if max_windows is not None and len(starts) > max_windows:
+        starts = starts[np.linspace(0, len(starts) - 1, max_windows).round().astype(int)]
+    return np.lib.stride_tricks.sliding_window_view(x, window)[starts]
+
+
+def clean_signal(x: np.ndarray, fs_in: float, cfg: PreprocessConfig) -> np.ndarray:
+    """Check, resample, filter and normalise one record's signal (no windowing).
+
+    Raises:
+        RecordError: NaN samples, a flat line, or a record shorter than ``min_length_s``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.size == 0:
+        raise RecordError("empty signal")
+    if not np.all(np.isfinite(x)):
+        raise RecordError(f"{int((~np.isfinite(x)).sum())} NaN/inf samples")
+    if float(x.std()) < FLAT_STD:
+        raise RecordError("flat line (zero variance)")
+    duration = len(x) / fs_in
+    if duration < cfg.min_length_s:
+        raise RecordError(f"{duration:.2f} s long, shorter than min_length_s={cfg.min_length_s}")
+    x = resample(x, fs_in, cfg.fs)
+    if cfg.bandpass is not None:
+        x = bandpass(x, cfg.fs, cfg.bandpass[0], cfg.bandpass[1], cfg.filter_order)
+    return normalize(x, cfg.normalize)
+
+
+def preprocess_record(x: np.ndarray, fs_in: float, cfg: PreprocessConfig) -> np.ndarray:
+    """Full preprocessing of one record into float32 windows ``(n, window_samples)``."""
+    clean = clean_signal(x, fs_in, cfg)
+    stride = None if cfg.stride_s is None else max(1, int(round(cfg.stride_s * cfg.fs)))
+    return make_windows(clean, cfg.window_samples, stride, crop=cfg.crop, pad=cfg.pad,
+                        max_windows=cfg.max_windows_per_record).astype(np.float32)

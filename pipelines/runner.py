@@ -1,0 +1,158 @@
+"""``biomed run``: train every model × seed of a config, evaluate once on test, write the report.
+
+A run folder is resumable: a finished model × seed (its ``info.json`` exists)
+is not trained again, and an interrupted Keras fit resumes from its
+BackupAndRestore checkpoint.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import yaml
+
+from pipelines.artifacts import write_csv, write_json, write_text
+from pipelines.config import ExperimentConfig, ModelEntry, config_hash, config_to_yaml
+from pipelines.datasets import PreparedData, prepare_data
+from pipelines.errors import BiomedError
+from pipelines.modeling import get_model
+from pipelines.summary import format_summary
+
+Echo = Callable[[str], None]
+
+
+def default_run_dir(config: ExperimentConfig) -> Path:
+    """``<output_dir>/<config name>-<timestamp>``."""
+    return Path(config.output_dir) / f"{config.name}-{datetime.now():%Y%m%d-%H%M%S}"
+
+
+def start_run_dir(config: ExperimentConfig, run_dir: Path) -> None:
+    """Create the run folder and write the resolved config; refuse a folder of another config."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    existing = run_dir / "config.yaml"
+    text = config_to_yaml(config)
+    if existing.is_file() and yaml.safe_load(existing.read_text()) != yaml.safe_load(text):
+        raise BiomedError(f"{run_dir} already holds a run of a different config; "
+                          f"choose another --out folder (or delete it)")
+    write_text(existing, text)
+
+
+def write_data_artifacts(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> dict:
+    """Write data_summary.json and splits.csv; return the summary."""
+    summary = data.summary(config.name, config.data.task.positive)
+    summary["config_hash"] = config_hash(config.data)
+    write_json(run_dir / "data_summary.json", summary)
+    write_csv(run_dir / "splits.csv", data.membership())
+    return summary
+
+
+def run_experiment(config: ExperimentConfig, run_dir: Path, *, echo: Echo = print) -> Path:
+    """Run a whole experiment into ``run_dir`` and return it."""
+    start_run_dir(config, run_dir)
+    echo(f"run folder: {run_dir}")
+    data = prepare_data(config, progress=_loading_progress(echo))
+    summary = write_data_artifacts(config, data, run_dir)
+    echo(format_summary(summary))
+    if not config.models:
+        echo("no models in the config: data prepared, nothing to train")
+        return run_dir
+    train_all(config, data, run_dir, echo=echo)
+    from pipelines.report import write_report
+
+    paths = write_report([run_dir])
+    echo(f"report: {paths['html']}")
+    return run_dir
+
+
+def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path, *, echo: Echo = print) -> None:
+    """Fit and evaluate every model × seed, appending to metrics.csv as each one finishes."""
+    from pipelines.metrics import summarise
+
+    jobs = list(itertools.product(config.models, config.seeds))
+    rows: list[dict] = []
+    started, done_times = time.perf_counter(), []
+    for number, (entry, seed) in enumerate(jobs, start=1):
+        out = run_dir / "models" / entry.label / f"seed_{seed}"
+        tag = f"[{number}/{len(jobs)}] {entry.label} seed {seed}"
+        if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
+            echo(f"{tag}: already done, skipped (resume)")
+            new_rows = _evaluate(config, data, entry, seed, pd.read_csv(out / "predictions.csv"))
+        else:
+            echo(f"{tag}: training{_eta(started, done_times, len(jobs) - number + 1)}")
+            job_start = time.perf_counter()
+            new_rows = run_one(config, data, entry, seed, out)
+            done_times.append(time.perf_counter() - job_start)
+        rows.extend(new_rows)
+        record = next(r for r in new_rows if r["level"] == "record")
+        echo(f"{tag}: " + ", ".join(f"{k} {record[k]:.4f}" for k in _headline(record)))
+        metrics = pd.DataFrame(rows)
+        write_csv(run_dir / "metrics.csv", metrics)
+    write_csv(run_dir / "summary.csv", summarise(pd.DataFrame(rows)))
+    echo(f"finished {len(jobs)} model × seed runs in {time.perf_counter() - started:.0f} s")
+
+
+def run_one(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, seed: int, out: Path) -> list[dict]:
+    """Train one model on one seed, write its artefacts and return its metric rows."""
+    from pipelines.training import fit_model
+
+    spec = get_model(entry.type)
+    out.mkdir(parents=True, exist_ok=True)
+    result = fit_model(spec, entry, config, data.splits, seed, out)
+    predictions = prediction_frame(data, result.probs)
+    write_csv(out / "predictions.csv", predictions)
+    write_json(out / "info.json", {
+        "model": entry.label, "type": entry.type, "seed": seed, "role": spec.role, "family": spec.family,
+        "params": {**spec.defaults, **entry.params}, "train_seconds": round(result.seconds, 3),
+        "epochs": result.epochs, "n_params": result.n_params})
+    return _evaluate(config, data, entry, seed, predictions)
+
+
+def prediction_frame(data: PreparedData, probs: dict) -> pd.DataFrame:
+    """One row per window of val and test: split, record, window, y_true, prob_<class>..."""
+    frames = []
+    for split, p in probs.items():
+        part = data.splits[split]
+        frame = pd.DataFrame({"split": split, "record": part.record, "window": part.window, "y_true": part.y})
+        for i, name in enumerate(part.classes):
+            frame[f"prob_{name}"] = p[:, i]
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _evaluate(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, seed: int,
+              predictions: pd.DataFrame) -> list[dict]:
+    from pipelines.metrics import evaluate_predictions
+
+    role = get_model(entry.type).role
+    rows = evaluate_predictions(predictions, data.samples.classes, config.data.task.positive)
+    return [{"model": entry.label, "role": role, "seed": seed,
+             **{k: v for k, v in row.items() if not isinstance(v, (list, dict))}} for row in rows]
+
+
+def _headline(row: dict) -> list[str]:
+    keys = ["roc_auc", "pr_auc", "f1"] if "pr_auc" in row else ["macro_roc_auc", "macro_f1", "accuracy"]
+    return [k for k in keys if k in row]
+
+
+def _eta(started: float, durations: list[float], remaining: int) -> str:
+    if not durations:
+        return ""
+    mean = sum(durations) / len(durations)
+    return f" (elapsed {time.perf_counter() - started:.0f} s, ETA {mean * remaining:.0f} s)"
+
+
+def _loading_progress(echo: Echo) -> Callable[[int, int], None]:
+    last = {"shown": -1}
+
+    def show(done: int, total: int) -> None:
+        step = max(1, total // 10)
+        if done == total or done // step != last["shown"]:
+            last["shown"] = done // step
+            echo(f"  preprocessing records: {done}/{total}")
+
+    return show

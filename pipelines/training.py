@@ -1,0 +1,144 @@
+"""Fitting one model on one seed: Keras through tf.data with standard callbacks, or scikit-learn.
+
+Both paths end the same way: the trained model saved in ``out_dir`` and class
+probabilities for the validation and test splits (the test split is predicted
+once, after training is finished).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.artifacts import atomic_path
+from pipelines.config import ExperimentConfig, ModelEntry
+from pipelines.modeling import ModelSpec
+from pipelines.samples import SampleSet
+
+
+@dataclass
+class FitResult:
+    """What a fit produced: probabilities per split, epochs run and wall time."""
+
+    probs: dict[str, np.ndarray]
+    epochs: int
+    seconds: float
+    n_params: int | None
+
+
+def monitor_mode(monitor: str) -> str:
+    """'max' for score-like monitors (auc, accuracy, f1), 'min' for losses."""
+    return "max" if any(k in monitor for k in ("auc", "acc", "f1")) else "min"
+
+
+def positive_index(classes: list[str], positive: str | None) -> int | None:
+    """Index of the positive class of a binary task (default: the second class); None if multi-class."""
+    if len(classes) != 2:
+        return None
+    return classes.index(positive) if positive else 1
+
+
+def fit_model(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],
+              seed: int, out_dir: Path) -> FitResult:
+    """Build, fit and save one model, then predict val and test (test exactly once)."""
+    if spec.family == "sklearn":
+        return _fit_sklearn(spec, entry, splits, seed, out_dir)
+    return _fit_keras(spec, entry, config, splits, seed, out_dir)
+
+
+def input_shape_of(samples: SampleSet) -> tuple[int, ...]:
+    """The per-sample model input shape (``(T, 1)`` for ECG windows)."""
+    shape = samples.x.shape[1:]
+    return (shape[0], 1) if len(shape) == 1 else tuple(shape)
+
+
+def _fit_sklearn(spec: ModelSpec, entry: ModelEntry, splits: dict[str, SampleSet], seed: int,
+                 out_dir: Path) -> FitResult:
+    import joblib
+
+    train = splits["train"]
+    start = time.perf_counter()
+    model = spec.build(input_shape_of(train), len(train.classes), fs=train.fs, seed=seed, **entry.params)
+    model.fit(train.x, train.y)
+    seconds = time.perf_counter() - start
+    with atomic_path(out_dir / "model.joblib") as tmp:
+        joblib.dump(model, tmp)
+    probs = {name: _full_proba(model, splits[name].x, len(train.classes)) for name in ("val", "test")}
+    return FitResult(probs, 1, seconds, None)
+
+
+def _full_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
+    """predict_proba with a column for every class, even classes missing from training."""
+    proba = model.predict_proba(x)
+    full = np.zeros((len(x), n_classes), np.float32)
+    full[:, model.classes_.astype(int)] = proba
+    return full
+
+
+def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],
+               seed: int, out_dir: Path) -> FitResult:
+    import keras
+
+    from pipelines.augment import ecg_augmenter
+    from pipelines.keras_metrics import SparseAUC
+    from pipelines.tfdata import class_weights, make_dataset
+
+    keras.utils.set_random_seed(seed)
+    train, val = splits["train"], splits["val"]
+    classes, loader, fit_cfg = train.classes, config.loader, config.train
+    positive = positive_index(classes, config.data.task.positive)
+    model = spec.build(input_shape_of(train), len(classes), fs=train.fs, seed=seed, **entry.params)
+    model.compile(optimizer=_optimizer(fit_cfg.optimizer, fit_cfg.learning_rate),
+                  loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", SparseAUC(len(classes), positive, name="auc"),
+                           SparseAUC(len(classes), positive, name="pr_auc", curve="PR")])
+    augment = (ecg_augmenter(loader.augment, train.fs)
+               if loader.augment.enabled and train.fs is not None else None)
+    train_ds = make_dataset(train, batch_size=loader.batch_size, training=True, seed=seed,
+                            shuffle_buffer=loader.shuffle_buffer,
+                            oversample=loader.balance == "oversample", augment=augment)
+    val_ds = make_dataset(val, batch_size=loader.batch_size, training=False)
+    start = time.perf_counter()
+    history = model.fit(
+        train_ds, validation_data=val_ds, epochs=fit_cfg.epochs, verbose=fit_cfg.verbose,
+        callbacks=_callbacks(config, out_dir),
+        class_weight=class_weights(train.y, len(classes)) if loader.balance == "class_weight" else None)
+    seconds = time.perf_counter() - start
+    with atomic_path(out_dir / "model.keras") as tmp:
+        model.save(tmp)
+    probs = {name: model.predict(make_dataset(splits[name], batch_size=loader.batch_size, training=False),
+                                 verbose=0) for name in ("val", "test")}
+    return FitResult(probs, len(history.epoch), seconds, int(model.count_params()))
+
+
+def _optimizer(name: str, learning_rate: float) -> Any:
+    import keras
+
+    optimizers = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+                  "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+    return optimizers[name](learning_rate=learning_rate)
+
+
+def _callbacks(config: ExperimentConfig, out_dir: Path) -> list[Any]:
+    import keras
+
+    fit_cfg = config.train
+    mode = monitor_mode(fit_cfg.monitor)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
+        keras.callbacks.EarlyStopping(monitor=fit_cfg.monitor, mode=mode,
+                                      patience=fit_cfg.early_stopping_patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=fit_cfg.monitor, mode=mode,
+                                          patience=fit_cfg.reduce_lr_patience,
+                                          factor=fit_cfg.reduce_lr_factor, min_lr=fit_cfg.min_learning_rate),
+        keras.callbacks.ModelCheckpoint(str(out_dir / "checkpoint.keras"), monitor=fit_cfg.monitor,
+                                        mode=mode, save_best_only=True),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
+    ]
+    if fit_cfg.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(out_dir / "logs"), profile_batch=0))
+    return callbacks

@@ -1,0 +1,94 @@
+"""Config loading: validation errors name the key and suggest fixes; overrides; resolved paths."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.config import apply_override, config_to_yaml, load_config
+from pipelines.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_quickstart_config_loads_with_defaults():
+    config = load_config(CONFIGS / "quickstart.yaml")
+    assert config.name == "quickstart"
+    assert config.data.task.classes == ["N", "A"]
+    assert config.data.preprocess.window_samples == 1000
+    assert [m.label for m in config.models][:2] == ["expert_lr", "expert_rf"]
+
+
+def test_unknown_key_suggests_closest(tmp_path):
+    path = write(tmp_path, {"name": "x", "data": {"preprocess": {"window_sec": 10}}})
+    with pytest.raises(ConfigError, match=r"data\.preprocess\.window_sec.*did you mean 'window_s'"):
+        load_config(path)
+
+
+def test_wrong_type_names_key_and_expected_type(tmp_path):
+    path = write(tmp_path, {"name": "x", "loader": {"batch_size": "big"}})
+    with pytest.raises(ConfigError, match=r"loader\.batch_size: expected an integer, got str"):
+        load_config(path)
+
+
+def test_literal_choice_is_checked(tmp_path):
+    path = write(tmp_path, {"name": "x", "data": {"preprocess": {"normalize": "zscor"}}})
+    with pytest.raises(ConfigError, match=r"normalize.*one of.*did you mean 'zscore'"):
+        load_config(path)
+
+
+def test_missing_data_path_fails_before_work(tmp_path):
+    path = write(tmp_path, {"name": "x", "data": {"source": "cinc2017", "path": "nowhere"}})
+    with pytest.raises(ConfigError, match=r"data\.path: data folder .*nowhere does not exist"):
+        load_config(path)
+
+
+def test_unknown_model_and_hyperparameter(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown model 'minna'.*did you mean 'mina'"):
+        load_config(write(tmp_path, {"name": "x", "models": ["minna"]}))
+    with pytest.raises(ConfigError, match=r"no hyperparameter 'dropuot'.*did you mean 'dropout'"):
+        load_config(write(tmp_path, {"name": "x", "models": [{"type": "cnn", "params": {"dropuot": 0.1}}]}))
+
+
+def test_label_map_target_must_be_a_class(tmp_path):
+    path = write(tmp_path, {"name": "x", "data": {"task": {"classes": ["N", "A"], "label_map": {"O": "X"}}}})
+    with pytest.raises(ConfigError, match=r"label_map\.O: maps to 'X'"):
+        load_config(path)
+
+
+def test_overrides_are_parsed_and_validated(tmp_path):
+    path = write(tmp_path, {"name": "x", "models": ["cnn"]})
+    config = load_config(path, ["data.preprocess.fs=250", "seeds=[1, 2]", "models.0.params.dropout=0.5"])
+    assert config.data.preprocess.fs == 250.0 and config.seeds == [1, 2]
+    assert config.models[0].params == {"dropout": 0.5}
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(path, ["data.preprocess.fs"])
+    with pytest.raises(ConfigError, match="unknown key 'data.preproces'"):
+        load_config(path, ["data.preproces.fs=250"])
+
+
+def test_relative_paths_resolve_against_config_folder(tmp_path):
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "labels.csv").write_text("a,N\n")
+    config = load_config(write(tmp_path, {"name": "x", "data": {
+        "source": "wfdb", "path": "records", "labels": "labels.csv"}}))
+    assert config.data.path == str(tmp_path / "records")
+    assert config.data.labels == str(tmp_path / "records" / "labels.csv")
+
+
+def test_resolved_config_round_trips(tmp_path):
+    config = load_config(CONFIGS / "quickstart.yaml")
+    again = write(tmp_path, yaml.safe_load(config_to_yaml(config)))
+    assert load_config(again) == config
+
+
+def test_override_into_list_index_errors():
+    raw = {"models": [{"type": "cnn"}]}
+    with pytest.raises(ConfigError, match="not a valid index"):
+        apply_override(raw, "models.3.params.l2=0.1")
