@@ -50,10 +50,10 @@ class AttentionPooling(layers.Layer):
 
     def call(self, inputs: Any) -> tuple[Any, Any]:
         features = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-        hidden = ops.matmul(features, self.w) + self.b
+        hidden = _project(features, self.w) + self.b
         if self.u is not None:
-            hidden = hidden + ops.matmul(inputs[1], self.u)
-        scores = ops.squeeze(ops.matmul(ops.tanh(hidden), self.v), axis=-1)
+            hidden = hidden + _project(inputs[1], self.u)
+        scores = ops.squeeze(_project(ops.tanh(hidden), self.v), axis=-1)
         weights = ops.softmax(scores, axis=-1)
         pooled = ops.sum(features * ops.expand_dims(weights, -1), axis=-2)
         return pooled, weights
@@ -61,6 +61,12 @@ class AttentionPooling(layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "units": self.units,
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)}
+
+
+def _project(x: Any, kernel: Any) -> Any:
+    """``x @ kernel`` over the last axis of a tensor of any rank, as one 2-D matmul."""
+    flat = ops.matmul(ops.reshape(x, (-1, x.shape[-1])), kernel)
+    return ops.reshape(flat, (-1, *x.shape[1:-1], kernel.shape[-1]))
 
 
 @keras.saving.register_keras_serializable(package="biomed")

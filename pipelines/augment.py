@@ -7,7 +7,7 @@ from typing import Callable
 
 import tensorflow as tf
 
-from pipelines.config import AugmentConfig
+from pipelines.config import AugmentConfig, LoaderConfig
 
 Augmenter = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
@@ -39,3 +39,14 @@ def ecg_augmenter(cfg: AugmentConfig, fs: float) -> Augmenter:
         return x
 
     return augment
+
+
+def training_augmenter(loader: LoaderConfig, fs: float | None) -> Augmenter | None:
+    """The configured training augmentation: ECG ops for signals (``fs`` set), Keras layers for images."""
+    if fs is not None:
+        return ecg_augmenter(loader.augment, fs) if loader.augment.enabled else None
+    if not loader.image_augment.enabled:
+        return None
+    from imaging.augment import image_augmenter
+
+    return image_augmenter(loader.image_augment)

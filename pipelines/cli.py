@@ -72,6 +72,24 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"wrote {paths['md']} and {paths['html']}")
 
 
+def _cmd_tune(args: argparse.Namespace) -> None:
+    from pipelines.tuning import tune_command
+
+    tune_command(args)
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from pipelines.export import export_command
+
+    export_command(args)
+
+
+def _cmd_predict(args: argparse.Namespace) -> None:
+    from pipelines.predict import predict_command
+
+    predict_command(args)
+
+
 def _cmd_models(args: argparse.Namespace) -> None:
     from pipelines.modeling import get_model, model_names
 
@@ -132,6 +150,43 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dirs", nargs="+")
     report.add_argument("--out", help="report folder (required for several runs)")
     report.set_defaults(func=_cmd_report)
+
+    tune = sub.add_parser("tune", help="KerasTuner hyperparameter search for one model of a config",
+                          description="Run the KerasTuner search declared in the config's `tuning:` section; "
+                                      "rerunning the same command resumes it. Distributed: start one "
+                                      "--role chief and several --role worker processes (or set the "
+                                      "KERASTUNER_* environment variables).")
+    tune.add_argument("config")
+    tune.add_argument("--out", help="tuning folder (default: runs/<config name>-tune)")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    tune.add_argument("--overwrite", action="store_true", help="start the search afresh")
+    tune.add_argument("--role", choices=["chief", "worker"], help="distributed KerasTuner role")
+    tune.add_argument("--chief-address", default="127.0.0.1", help="chief host (distributed mode)")
+    tune.add_argument("--chief-port", type=int, default=8000, help="chief port (distributed mode)")
+    tune.add_argument("--worker-id", help="this worker's id, e.g. tuner1 (distributed mode)")
+    tune.set_defaults(func=_cmd_tune)
+
+    export = sub.add_parser("export", help="export a trained model (.keras, SavedModel, TFLite)",
+                            description="Export a model of a run folder (or a .keras file) for deployment, "
+                                        "with a model_card.json describing inputs, classes and threshold.")
+    export.add_argument("source", help="run folder, model folder (models/<model>/seed_<k>) or .keras file")
+    export.add_argument("--model", help="model name inside a run folder (default: best by ROC-AUC)")
+    export.add_argument("--seed", type=int, help="seed inside a run folder (default: best)")
+    export.add_argument("--format", choices=["keras", "savedmodel", "tflite"], default="keras")
+    export.add_argument("--quantize", choices=["dynamic", "float16", "int8"],
+                        help="TFLite quantisation (int8 uses a representative set from the training split)")
+    export.add_argument("--out", required=True, help="output folder")
+    export.set_defaults(func=_cmd_export)
+
+    predict = sub.add_parser("predict", help="predict new ECG records or images with an exported model",
+                             description="Score WFDB records (any length; sliding windows aggregated per "
+                                         "record) or images (files or folders) and write a CSV.")
+    predict.add_argument("model", help="exported model folder (with model_card.json) or .keras/.tflite file")
+    predict.add_argument("inputs", nargs="+", help="WFDB record paths/folders or image files/folders")
+    predict.add_argument("--out", default="predictions.csv")
+    predict.add_argument("--per-window", action="store_true", help="also write per-window scores")
+    predict.add_argument("--batch-size", type=int, default=256)
+    predict.set_defaults(func=_cmd_predict)
 
     models = sub.add_parser("models", help="list registered models and their hyperparameters")
     models.add_argument("--modality", choices=["ecg", "image"])

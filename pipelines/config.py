@@ -18,7 +18,7 @@ from typing import Any, Literal
 import yaml
 
 from pipelines.errors import ConfigError
-from pipelines.modeling import check_hyperparameters, get_model
+from pipelines.modeling import check_hyperparameters, get_model, suggest
 from pipelines.schema import from_dict, to_dict
 
 
@@ -138,10 +138,37 @@ class CacheConfig:
 
 
 @dataclass
-class DataConfig:
-    """Where the records come from and how they become labelled windows."""
+class ImageConfig:
+    """Image sources: layout options, target size and the built-in synthetic images."""
 
-    source: Literal["synthetic", "cinc2017", "wfdb", "annotated"] = "synthetic"
+    image_size: list[int] = field(default_factory=lambda: [64, 64])
+    channels: int = 3
+    official_split: bool = True
+    path_column: str = "path"
+    label_column: str = "label"
+    patient_column: str | None = None
+    n_per_class: int = 60
+    synthetic_classes: list[str] = field(default_factory=lambda: ["disc", "ring", "stripes"])
+
+    def validate(self, where: str) -> None:
+        if len(self.image_size) != 2 or min(self.image_size) < 8:
+            raise ConfigError(f"{where}.image_size: expected [height, width] of at least 8 pixels, "
+                              f"got {self.image_size}")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"{where}.channels: expected 1 or 3, got {self.channels}")
+
+
+ECG_SOURCES = ("synthetic", "cinc2017", "wfdb", "annotated")
+IMAGE_SOURCES = ("synthetic_images", "image_folders", "image_csv", "image_npz")
+GENERATED_SOURCES = ("synthetic", "synthetic_images")
+
+
+@dataclass
+class DataConfig:
+    """Where the records come from and how they become labelled windows (ECG) or images."""
+
+    source: Literal["synthetic", "cinc2017", "wfdb", "annotated",
+                    "synthetic_images", "image_folders", "image_csv", "image_npz"] = "synthetic"
     path: str | None = None
     labels: str | None = None
     records: list[str] | None = None
@@ -154,11 +181,23 @@ class DataConfig:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+
+    @property
+    def modality(self) -> str:
+        """'image' for image sources, else 'ecg'."""
+        return "image" if self.source in IMAGE_SOURCES else "ecg"
 
     def validate(self, where: str) -> None:
-        if self.source != "synthetic" and not self.path:
+        if self.source not in GENERATED_SOURCES and not self.path:
             raise ConfigError(f"{where}.path: required for source {self.source!r}")
-        if self.path and not Path(self.path).is_dir():
+        if self.path and self.source == "image_npz":
+            if not Path(self.path).is_file():
+                raise ConfigError(f"{where}.path: .npz file {self.path} does not exist")
+        elif self.path and self.source == "image_csv":
+            if not Path(self.path).is_file():
+                raise ConfigError(f"{where}.path: index CSV {self.path} does not exist")
+        elif self.path and not Path(self.path).is_dir():
             hint = (f"; download it with `biomed data download {self.physionet_db} {self.path}`"
                     if self.physionet_db else "")
             raise ConfigError(f"{where}.path: data folder {self.path} does not exist{hint}")
@@ -178,6 +217,19 @@ class AugmentConfig:
 
 
 @dataclass
+class ImageAugmentConfig:
+    """Keras preprocessing-layer augmentation for images (training only)."""
+
+    enabled: bool = False
+    flip: Literal["horizontal", "vertical", "horizontal_and_vertical", "none"] = "horizontal"
+    rotation: float = 0.05
+    zoom: float = 0.1
+    translation: float = 0.05
+    contrast: float = 0.1
+    mixup_alpha: float = 0.0
+
+
+@dataclass
 class LoaderConfig:
     """tf.data settings: batching, shuffling, class balance, augmentation."""
 
@@ -185,6 +237,7 @@ class LoaderConfig:
     shuffle_buffer: int = 8192
     balance: Literal["none", "class_weight", "oversample"] = "class_weight"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    image_augment: ImageAugmentConfig = field(default_factory=ImageAugmentConfig)
 
 
 @dataclass
@@ -201,6 +254,56 @@ class TrainConfig:
     min_learning_rate: float = 1e-5
     tensorboard: bool = True
     verbose: int = 2
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how training runs: distribution strategy, precision, XLA."""
+
+    strategy: Literal["auto", "default", "one_device", "mirrored", "multi_worker"] = "auto"
+    mixed_precision: Literal["off", "float16", "bfloat16"] = "off"
+    jit_compile: bool = False
+    steps_per_execution: int = 1
+    scale_batch_size: bool = True
+
+
+@dataclass
+class HyperparameterSpec:
+    """One tunable hyperparameter: a choice, an int range or a float range (linear or log)."""
+
+    type: Literal["choice", "int", "float"]
+    values: list[Any] | None = None
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    sampling: Literal["linear", "log"] = "linear"
+
+    def validate(self, where: str) -> None:
+        if self.type == "choice" and not self.values:
+            raise ConfigError(f"{where}.values: a choice needs a non-empty list of values")
+        if self.type != "choice" and (self.min is None or self.max is None or self.min > self.max):
+            raise ConfigError(f"{where}: an {self.type} range needs min <= max")
+        if self.sampling == "log" and self.type != "choice" and (self.min or 0) <= 0:
+            raise ConfigError(f"{where}: log sampling needs min > 0 (add 0 through a choice instead)")
+
+
+@dataclass
+class TuningConfig:
+    """A KerasTuner search over the hyperparameters of one model of the config."""
+
+    model: str
+    tuner: Literal["random", "hyperband", "bayesian"] = "random"
+    objective: str = "val_auc"
+    direction: Literal["max", "min"] = "max"
+    max_trials: int = 10
+    executions_per_trial: int = 1
+    max_epochs: int = 10
+    hyperband_factor: int = 3
+    seed: int = 0
+    search_space: dict[str, HyperparameterSpec] = field(default_factory=dict)
+
+
+TRAINING_HYPERPARAMETERS = ("learning_rate", "batch_size")
 
 
 @dataclass
@@ -228,6 +331,8 @@ class ExperimentConfig:
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     models: list[ModelEntry] = field(default_factory=list)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    tuning: TuningConfig | None = None
     output_dir: str = "runs"
 
     def validate(self, where: str) -> None:
@@ -242,6 +347,26 @@ class ExperimentConfig:
                 check_hyperparameters(spec.name, entry.params)
             except ConfigError as err:
                 raise ConfigError(f"models[{i}].params: {err}") from None
+        if self.tuning is not None:
+            self._validate_tuning(self.tuning)
+
+    def model_entry(self, label: str) -> ModelEntry:
+        """The model entry named ``label`` (or of registry type ``label``)."""
+        for entry in self.models:
+            if label in (entry.label, entry.type):
+                return entry
+        return ModelEntry(type=label)
+
+    def _validate_tuning(self, tuning: TuningConfig) -> None:
+        spec = get_model(self.model_entry(tuning.model).type)
+        if spec.family != "keras":
+            raise ConfigError(f"tuning.model: {tuning.model!r} is a {spec.family} model; "
+                              f"KerasTuner searches Keras models")
+        valid = spec.hyperparameter_names + list(TRAINING_HYPERPARAMETERS)
+        for name in tuning.search_space:
+            if name not in valid:
+                raise ConfigError(f"tuning.search_space: unknown hyperparameter {name!r} for "
+                                  f"{tuning.model!r}{suggest(name, valid)}; valid: {', '.join(valid)}")
 
 
 PATH_KEYS = (("data", "path"), ("data", "cache", "dir"))

@@ -31,16 +31,26 @@ class PreparedData:
         return membership_table(self.samples, self.assignment)
 
 
-def load_samples(data: DataConfig, progress: Callable[[int, int], None] | None = None) -> SampleSet:
-    """Load the configured source into a SampleSet (ECG windows)."""
+def load_samples(data: DataConfig, progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[SampleSet, dict[str, np.ndarray] | None]:
+    """Load the configured source: (samples, the dataset's official split or None).
+
+    ECG sources give windows and no official split; image sources may carry
+    one (e.g. MedMNIST's train/val/test arrays), used when
+    ``data.image.official_split`` is true.
+    """
+    if data.modality == "image":
+        from pipelines.image_data import load_image_samples
+
+        return load_image_samples(data, progress=progress)
     from pipelines.ecg_dataset import load_ecg_samples
 
-    return load_ecg_samples(data, progress=progress)
+    return load_ecg_samples(data, progress=progress), None
 
 
 def prepare_data(config: ExperimentConfig, progress: Callable[[int, int], None] | None = None
                  ) -> PreparedData:
     """Load and split the experiment's data (grouped, stratified, seeded)."""
-    samples = load_samples(config.data, progress)
-    assignment = assign_splits(samples, config.data.split)
-    return PreparedData(samples, assignment, split_samples(samples, assignment), "ecg")
+    samples, official = load_samples(config.data, progress)
+    assignment = official if official is not None else assign_splits(samples, config.data.split)
+    return PreparedData(samples, assignment, split_samples(samples, assignment), config.data.modality)

@@ -27,6 +27,26 @@ _RESERVED = ("input_shape", "n_classes", "fs", "seed")
 
 
 @dataclass(frozen=True)
+class TrainingPhase:
+    """One phase of a Keras fit (e.g. 'head' then 'fine_tune' for transfer learning).
+
+    Attributes:
+        name: phase name, used for checkpoint folders and logs.
+        epochs: epochs of this phase (None: the config's ``train.epochs``).
+        learning_rate_scale: factor on the configured learning rate.
+        prepare: called on the model before the phase is compiled (e.g. to unfreeze layers).
+    """
+
+    name: str
+    epochs: int | None = None
+    learning_rate_scale: float = 1.0
+    prepare: Callable[[Any], None] | None = None
+
+
+SINGLE_PHASE = (TrainingPhase("train"),)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """A registered model: its builder, family, modality and default hyperparameters."""
 
@@ -36,6 +56,13 @@ class ModelSpec:
     modality: str
     role: str = "deep"
     defaults: dict[str, Any] = field(default_factory=dict)
+    phases: Callable[[Any, dict[str, Any]], list[TrainingPhase]] | None = None
+
+    def training_phases(self, model: Any, hyperparameters: dict[str, Any]) -> list[TrainingPhase]:
+        """The phases to fit ``model`` in (one plain phase unless the model registered others)."""
+        if self.phases is None:
+            return list(SINGLE_PHASE)
+        return self.phases(model, {**self.defaults, **hyperparameters})
 
     def build(self, input_shape: tuple[int, ...], n_classes: int, *, fs: float | None = None,
               seed: int = 0, **hyperparameters: Any) -> Any:
@@ -54,9 +81,13 @@ _REGISTRY: dict[str, ModelSpec] = {}
 _BUILTINS_LOADED = False
 
 
-def register_model(name: str, *, family: str, modality: str, role: str = "deep"
+def register_model(name: str, *, family: str, modality: str, role: str = "deep",
+                   phases: Callable[[Any, dict[str, Any]], list[TrainingPhase]] | None = None
                    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a builder under ``name``; its keyword defaults become the hyperparameters.
+
+    ``phases(model, hyperparameters)`` optionally splits Keras training into
+    phases (transfer learning: train the head, then unfreeze and fine-tune).
 
     Example:
         >>> @register_model("tiny", family="keras", modality="ecg")   # doctest: +SKIP
@@ -70,7 +101,7 @@ def register_model(name: str, *, family: str, modality: str, role: str = "deep"
             p.name: p.default for p in inspect.signature(builder).parameters.values()
             if p.name not in _RESERVED and p.default is not inspect.Parameter.empty
         }
-        _REGISTRY[name] = ModelSpec(name, builder, family, modality, role, defaults)
+        _REGISTRY[name] = ModelSpec(name, builder, family, modality, role, defaults, phases)
         return builder
 
     return decorate

@@ -81,7 +81,8 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path, *, ec
         tag = f"[{number}/{len(jobs)}] {entry.label} seed {seed}"
         if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
             echo(f"{tag}: already done, skipped (resume)")
-            new_rows = _evaluate(config, data, entry, seed, pd.read_csv(out / "predictions.csv"))
+            new_rows = _evaluate(config, data, entry, seed, pd.read_csv(out / "predictions.csv",
+                                                                           dtype={"record": str}))
         else:
             echo(f"{tag}: training{_eta(started, done_times, len(jobs) - number + 1)}")
             job_start = time.perf_counter()

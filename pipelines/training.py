@@ -83,36 +83,52 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
                seed: int, out_dir: Path) -> FitResult:
     import keras
 
-    from pipelines.augment import ecg_augmenter
-    from pipelines.keras_metrics import SparseAUC
+    from pipelines.augment import training_augmenter
+    from pipelines.runtime import get_strategy, global_batch_size, set_precision
     from pipelines.tfdata import class_weights, make_dataset
 
     keras.utils.set_random_seed(seed)
+    set_precision(config.runtime)
+    strategy = get_strategy(config.runtime)
     train, val = splits["train"], splits["val"]
-    classes, loader, fit_cfg = train.classes, config.loader, config.train
-    positive = positive_index(classes, config.data.task.positive)
-    model = spec.build(input_shape_of(train), len(classes), fs=train.fs, seed=seed, **entry.params)
-    model.compile(optimizer=_optimizer(fit_cfg.optimizer, fit_cfg.learning_rate),
-                  loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy", SparseAUC(len(classes), positive, name="auc"),
-                           SparseAUC(len(classes), positive, name="pr_auc", curve="PR")])
-    augment = (ecg_augmenter(loader.augment, train.fs)
-               if loader.augment.enabled and train.fs is not None else None)
-    train_ds = make_dataset(train, batch_size=loader.batch_size, training=True, seed=seed,
-                            shuffle_buffer=loader.shuffle_buffer,
-                            oversample=loader.balance == "oversample", augment=augment)
-    val_ds = make_dataset(val, batch_size=loader.batch_size, training=False)
-    start = time.perf_counter()
-    history = model.fit(
-        train_ds, validation_data=val_ds, epochs=fit_cfg.epochs, verbose=fit_cfg.verbose,
-        callbacks=_callbacks(config, out_dir),
-        class_weight=class_weights(train.y, len(classes)) if loader.balance == "class_weight" else None)
+    loader, fit_cfg = config.loader, config.train
+    batch = global_batch_size(loader.batch_size, strategy.num_replicas_in_sync, config.runtime)
+    with strategy.scope():
+        model = spec.build(input_shape_of(train), len(train.classes), fs=train.fs, seed=seed, **entry.params)
+    train_ds = make_dataset(train, batch_size=batch, training=True, seed=seed,
+                            shuffle_buffer=loader.shuffle_buffer, oversample=loader.balance == "oversample",
+                            augment=training_augmenter(loader, train.fs))
+    val_ds = make_dataset(val, batch_size=batch, training=False)
+    weights = class_weights(train.y, len(train.classes)) if loader.balance == "class_weight" else None
+    start, epoch = time.perf_counter(), 0
+    for phase in spec.training_phases(model, entry.params):
+        if phase.prepare is not None:
+            phase.prepare(model)
+        with strategy.scope():
+            compile_model(model, config, train.classes, fit_cfg.learning_rate * phase.learning_rate_scale)
+        history = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch,
+                            epochs=epoch + (phase.epochs or fit_cfg.epochs), verbose=fit_cfg.verbose,
+                            callbacks=_callbacks(config, out_dir, phase.name), class_weight=weights)
+        epoch = history.epoch[-1] + 1 if history.epoch else epoch
     seconds = time.perf_counter() - start
     with atomic_path(out_dir / "model.keras") as tmp:
         model.save(tmp)
-    probs = {name: model.predict(make_dataset(splits[name], batch_size=loader.batch_size, training=False),
-                                 verbose=0) for name in ("val", "test")}
-    return FitResult(probs, len(history.epoch), seconds, int(model.count_params()))
+    probs = {name: model.predict(make_dataset(splits[name], batch_size=batch, training=False), verbose=0)
+             for name in ("val", "test")}
+    return FitResult(probs, epoch, seconds, int(model.count_params()))
+
+
+def compile_model(model: Any, config: ExperimentConfig, classes: list[str], learning_rate: float) -> None:
+    """Compile with the configured optimiser, sparse cross-entropy, accuracy, ROC-AUC and PR-AUC."""
+    from pipelines.keras_metrics import SparseAUC
+
+    positive = positive_index(classes, config.data.task.positive)
+    model.compile(optimizer=_optimizer(config.train.optimizer, learning_rate),
+                  loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy", SparseAUC(len(classes), positive, name="auc"),
+                           SparseAUC(len(classes), positive, name="pr_auc", curve="PR")],
+                  jit_compile=config.runtime.jit_compile,
+                  steps_per_execution=config.runtime.steps_per_execution)
 
 
 def _optimizer(name: str, learning_rate: float) -> Any:
@@ -123,13 +139,13 @@ def _optimizer(name: str, learning_rate: float) -> Any:
     return optimizers[name](learning_rate=learning_rate)
 
 
-def _callbacks(config: ExperimentConfig, out_dir: Path) -> list[Any]:
+def _callbacks(config: ExperimentConfig, out_dir: Path, phase: str) -> list[Any]:
     import keras
 
     fit_cfg = config.train
     mode = monitor_mode(fit_cfg.monitor)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup" / phase)),
         keras.callbacks.EarlyStopping(monitor=fit_cfg.monitor, mode=mode,
                                       patience=fit_cfg.early_stopping_patience, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor=fit_cfg.monitor, mode=mode,
