@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
 from scipy import signal as sps
-from scipy import stats
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ecgnet.rpeaks import bandpass, detect_r_peaks, is_flat
+from ecgnet.rpeaks import detect_r_peaks, is_flat
+from pipelines.preprocess import bandpass
 
 RHYTHM_FEATURES = (
     "heart_rate", "rr_mean", "rr_sd", "rr_rmssd", "rr_pnn50", "rr_cv", "rr_min", "rr_max",
@@ -60,7 +60,7 @@ def extract_features(signal: np.ndarray, fs: float) -> np.ndarray:
     raw = np.nan_to_num(np.asarray(signal, dtype=float).ravel())
     values: dict[str, float] = dict(_quality_features(raw))
     if not is_flat(raw) and raw.size > 3 * fs / 2:
-        clean = bandpass(raw, fs, 0.5, 40.0)
+        clean = bandpass(raw, fs, 0.5, 40.0, order=2)
         peaks = detect_r_peaks(raw, fs)
         rr = np.diff(peaks) / fs
         values.update(_rhythm_features(rr))
@@ -214,7 +214,7 @@ def _tq_features(x: np.ndarray, peaks: np.ndarray, fs: float) -> dict[str, float
         return {}
     mask = np.zeros(x.size, dtype=bool)
     mask[_ranges(starts[keep], stops[keep])] = True
-    fwaves = bandpass(x, fs, *_FWAVE_BAND_HZ)
+    fwaves = bandpass(x, fs, *_FWAVE_BAND_HZ, order=2)
     power = np.mean(x**2)
     return {"tq_fwave_power": np.mean(fwaves[mask] ** 2) / power if power > 0 else np.nan,
             "tq_sd": x[mask].std()}
@@ -244,12 +244,13 @@ def _spectral_features(x: np.ndarray, fs: float) -> dict[str, float]:
 
 
 def _quality_features(raw: np.ndarray) -> dict[str, float]:
-    """Kurtosis, skewness and the fraction of samples pinned at the extremes (clipping)."""
+    """Excess kurtosis, skewness (biased moments) and the fraction of samples at the extremes."""
     if is_flat(raw):
         return {"clipped_frac": 1.0 if raw.size else 0.0}
     margin = _CLIP_MARGIN * np.ptp(raw)
     clipped = (raw >= raw.max() - margin) | (raw <= raw.min() + margin)
-    return {"kurtosis": stats.kurtosis(raw), "skewness": stats.skew(raw),
+    z = (raw - raw.mean()) / raw.std()
+    return {"kurtosis": np.mean(z**4) - 3.0, "skewness": np.mean(z**3),
             "clipped_frac": clipped.mean()}
 
 

@@ -10,11 +10,11 @@ search-back for missed beats. Each beat is finally moved to the extremum of the
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 from scipy import ndimage
 from scipy import signal as sps
+
+from pipelines.preprocess import bandpass
 
 REFRACTORY_S = 0.2
 _INTEGRATION_S = 0.15
@@ -24,28 +24,6 @@ _T_WAVE_S = 0.36
 _SEARCHBACK_FACTOR = 1.66
 _MIN_DURATION_S = 1.0
 _MAX_SILENCE_S = 2.0
-
-
-@lru_cache(maxsize=64)
-def _bandpass_sos(fs: float, low: float, high: float, order: int) -> np.ndarray:
-    return sps.butter(order, [low, high], btype="bandpass", fs=fs, output="sos")
-
-
-def bandpass(signal: np.ndarray, fs: float, low: float, high: float, order: int = 2) -> np.ndarray:
-    """Zero-phase Butterworth band-pass; ``high`` is capped at 45% of ``fs``.
-
-    Args:
-        signal: 1-D signal, at least a few dozen samples long.
-        fs: Sampling rate in Hz.
-        low: Lower cut-off in Hz.
-        high: Upper cut-off in Hz.
-        order: Butterworth order (doubled by the forward-backward pass).
-
-    Returns:
-        The filtered signal, same length as ``signal``.
-    """
-    sos = _bandpass_sos(float(fs), float(low), float(min(high, 0.45 * fs)), int(order))
-    return sps.sosfiltfilt(sos, np.asarray(signal, dtype=float))
 
 
 def is_flat(signal: np.ndarray) -> bool:
@@ -71,13 +49,13 @@ def detect_r_peaks(signal: np.ndarray, fs: float) -> np.ndarray:
     x = np.nan_to_num(np.asarray(signal, dtype=float).ravel())
     if x.size < _MIN_DURATION_S * fs or is_flat(x):
         return np.empty(0, dtype=np.int64)
-    qrs_band = bandpass(x, fs, 5.0, 15.0)
+    qrs_band = bandpass(x, fs, 5.0, 15.0, order=2)
     derivative = np.gradient(qrs_band)
     width = max(1, int(round(_INTEGRATION_S * fs)))
     energy = np.convolve(derivative**2, np.ones(width) / width, mode="same")
     slope = ndimage.maximum_filter1d(np.abs(derivative), max(1, int(_SLOPE_WINDOW_S * fs)))
     approx = _classify_candidates(energy, slope, fs)
-    return _refine(bandpass(x, fs, 0.5, 40.0), approx, fs)
+    return _refine(bandpass(x, fs, 0.5, 40.0, order=2), approx, fs)
 
 
 def _classify_candidates(energy: np.ndarray, slope: np.ndarray, fs: float) -> np.ndarray:

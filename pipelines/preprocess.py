@@ -30,10 +30,10 @@ def _bandpass_sos(fs: float, low: float, high: float, order: int) -> np.ndarray:
 
 
 def bandpass(x: np.ndarray, fs: float, low: float, high: float, order: int = 3) -> np.ndarray:
-    """Zero-phase Butterworth band-pass (low-pass when ``low`` is 0)."""
-    sos = _bandpass_sos(float(fs), float(low), float(high), int(order))
-    padlen = min(len(x) - 1, 3 * (2 * len(sos) + 1) * 10)
-    return sps.sosfiltfilt(sos, x, padlen=padlen)
+    """Zero-phase Butterworth band-pass (low-pass when ``low`` is 0); ``high`` is capped at 0.45·fs."""
+    sos = _bandpass_sos(float(fs), float(low), float(min(high, 0.45 * fs)), int(order))
+    x = np.asarray(x, dtype=float)
+    return sps.sosfiltfilt(sos, x, padlen=min(len(x) - 1, 3 * (2 * len(sos) + 1)))
 
 
 def normalize(x: np.ndarray, method: str) -> np.ndarray:

@@ -108,7 +108,8 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
             compile_model(model, config, train.classes, fit_cfg.learning_rate * phase.learning_rate_scale)
         history = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch,
                             epochs=epoch + (phase.epochs or fit_cfg.epochs), verbose=fit_cfg.verbose,
-                            callbacks=_callbacks(config, out_dir, phase.name), class_weight=weights)
+                            callbacks=_callbacks(config, out_dir, phase.name), class_weight=weights,
+                            shuffle=False)
         epoch = history.epoch[-1] + 1 if history.epoch else epoch
     seconds = time.perf_counter() - start
     with atomic_path(out_dir / "model.keras") as tmp:

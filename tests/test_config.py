@@ -20,7 +20,7 @@ def write(tmp_path: Path, data: dict) -> Path:
 def test_quickstart_config_loads_with_defaults():
     config = load_config(CONFIGS / "quickstart.yaml")
     assert config.name == "quickstart"
-    assert config.data.task.classes == ["N", "A"]
+    assert config.data.task.classes == ["rest", "A"]
     assert config.data.preprocess.window_samples == 1000
     assert [m.label for m in config.models][:2] == ["expert_lr", "expert_rf"]
 

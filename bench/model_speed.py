@@ -1,0 +1,99 @@
+"""Training and inference throughput (windows/s) of the registered deep ECG models.
+
+Random windows, default hyperparameters (or ``--param`` overrides), Adam and
+sparse categorical cross-entropy as the runner compiles them. Each model gets
+warm-up steps, then ``--steps`` timed ``train_on_batch`` calls and one timed
+``predict`` over ``--steps`` batches; the best of ``--repeats`` timings is kept
+to damp noise from other processes.
+
+Example:
+    python -m bench.model_speed --models mina cnn --batch 128 --steps 10 --out speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from pipelines.modeling import get_model, model_names
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="registered Keras ECG models (default: all of them)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10, help="timed batches per measurement")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed training steps first")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per measurement; best kept")
+    parser.add_argument("--window-samples", type=int, default=3000)
+    parser.add_argument("--fs", type=float, default=300.0)
+    parser.add_argument("--n-classes", type=int, default=4)
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="hyperparameter override (JSON value) for every model that has it")
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    return parser.parse_args(argv)
+
+
+def best_time(fn: Callable[[], Any], repeats: int) -> float:
+    """Smallest wall-clock time of ``repeats`` calls of ``fn``, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def measure(name: str, args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Build, compile and time one model; returns its row of the results table."""
+    spec = get_model(name)
+    params = {k: v for k, v in overrides.items() if k in spec.defaults}
+    model = spec.build((args.window_samples, 1), args.n_classes, fs=args.fs, seed=0, **params)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((args.batch * args.steps, args.window_samples, 1), dtype=np.float32)
+    y = rng.integers(0, args.n_classes, len(x))
+    batches = [(x[i:i + args.batch], y[i:i + args.batch]) for i in range(0, len(x), args.batch)]
+
+    def train() -> None:
+        for xb, yb in batches:
+            model.train_on_batch(xb, yb)
+
+    for xb, yb in batches[:args.warmup]:
+        model.train_on_batch(xb, yb)
+    train_s = best_time(train, args.repeats)
+    model.predict(x[:args.batch], batch_size=args.batch, verbose=0)
+    infer_s = best_time(lambda: model.predict(x, batch_size=args.batch, verbose=0), args.repeats)
+    return {"model": name, "params": int(model.count_params()), "hyperparameters": params,
+            "train_windows_per_s": round(len(x) / train_s, 1),
+            "infer_windows_per_s": round(len(x) / infer_s, 1)}
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Measure every requested model, print a table and optionally write JSON."""
+    args = parse_args(argv)
+    overrides = {k: json.loads(v) for k, v in (p.split("=", 1) for p in args.param)}
+    names = args.models or [n for n in model_names("ecg") if get_model(n).family == "keras"]
+    rows = [measure(name, args, overrides) for name in names]
+    print(f"batch {args.batch}, T = {args.window_samples} ({args.window_samples / args.fs:g} s "
+          f"at {args.fs:g} Hz), {args.steps} timed batches, best of {args.repeats}")
+    print(f"{'model':<10} {'params':>9} {'train w/s':>10} {'infer w/s':>10}")
+    for row in rows:
+        print(f"{row['model']:<10} {row['params']:>9} {row['train_windows_per_s']:>10.1f} "
+              f"{row['infer_windows_per_s']:>10.1f}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()},
+                                        "results": rows}, indent=2))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""ImageNet backbones from ``keras.applications`` by name, with their preprocessing and weights.
+
+Every backbone is built without its classifier (``include_top=False``, no
+pooling) for 3-channel inputs in [0, 255]; :func:`preprocessing_layer` gives the
+layer that applies the backbone's own ``preprocess_input`` inside the model
+(MobileNetV3, EfficientNet and ConvNeXt rescale internally and need none).
+
+``weights`` is ``"none"`` (random init), ``"imagenet"`` (the Keras cache file,
+which must already be in ``$KERAS_HOME/models``: nothing is downloaded) or a
+path to a weights file. A relative path is tried against the current directory,
+then against the repository's ``configs/`` folder, so the shipped configs can
+name ``../../shared/data/weights/<file>.h5``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+
+from pipelines.errors import BiomedError, ConfigError
+from pipelines.modeling import suggest
+
+MIN_SIZE = 32
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+PREPROCESS_MODULES = ("mobilenet", "mobilenet_v2", "resnet50", "densenet")
+
+
+def _mobilenet_file(alpha: float, rows: int) -> str:
+    text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0"}.get(float(alpha), "2_5")
+    rows = rows if rows in (128, 160, 192, 224) else 224
+    return f"mobilenet_{text}_{rows}_tf_no_top.h5"
+
+
+def _mobilenet_v2_file(alpha: float, rows: int) -> str:
+    rows = rows if rows in (96, 128, 160, 192, 224) else 224
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5"
+
+
+def _fixed(name: str) -> Callable[[float, int], str]:
+    return lambda alpha, rows: name
+
+
+def _mobilenet_v3_file(kind: str) -> Callable[[float, int], str]:
+    return lambda alpha, rows: f"weights_mobilenet_v3_{kind}_224_{float(alpha)}_float_no_top_v2.h5"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A ``keras.applications`` constructor and what it needs around it.
+
+    Attributes:
+        constructor: attribute of ``keras.applications`` (e.g. ``"MobileNetV2"``).
+        preprocess: ``keras.applications`` module whose ``preprocess_input`` the model
+            applies first, or None when the backbone rescales its inputs itself.
+        imagenet_file: ``(alpha, input rows) -> file name`` of the no-top ImageNet
+            weights in the Keras cache (the name Keras would download).
+        alpha: whether the constructor takes a width multiplier ``alpha``.
+    """
+
+    constructor: str
+    preprocess: str | None
+    imagenet_file: Callable[[float, int], str]
+    alpha: bool = False
+
+
+BACKBONES: dict[str, Backbone] = {
+    "mobilenet": Backbone("MobileNet", "mobilenet", _mobilenet_file, alpha=True),
+    "mobilenet_v2": Backbone("MobileNetV2", "mobilenet_v2", _mobilenet_v2_file, alpha=True),
+    "mobilenet_v3_small": Backbone("MobileNetV3Small", None, _mobilenet_v3_file("small"), alpha=True),
+    "mobilenet_v3_large": Backbone("MobileNetV3Large", None, _mobilenet_v3_file("large"), alpha=True),
+    **{f"efficientnet_b{i}": Backbone(f"EfficientNetB{i}", None, _fixed(f"efficientnetb{i}_notop.h5"))
+       for i in range(4)},
+    "efficientnet_v2_b0": Backbone("EfficientNetV2B0", None, _fixed("efficientnetv2-b0_notop.h5")),
+    "resnet50": Backbone("ResNet50", "resnet50",
+                         _fixed("resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5")),
+    "densenet121": Backbone("DenseNet121", "densenet",
+                            _fixed("densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5")),
+    "convnext_tiny": Backbone("ConvNeXtTiny", None, _fixed("convnext_tiny_notop.h5")),
+}
+
+
+def get_backbone(name: str) -> Backbone:
+    """The backbone registered as ``name``; ConfigError naming the closest match otherwise."""
+    if name not in BACKBONES:
+        raise ConfigError(f"unknown backbone {name!r}{suggest(name, BACKBONES)}; "
+                          f"available: {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def keras_cache_dir() -> Path:
+    """The folder Keras looks in for downloaded weights: ``$KERAS_HOME/models`` (default ``~/.keras/models``)."""
+    from keras.src.backend.config import keras_home  # the same lookup keras.utils.get_file uses
+
+    return Path(keras_home()) / "models"
+
+
+def resolve_weights(weights: str | None, backbone: str, *, alpha: float = 1.0,
+                    rows: int = 224) -> str | None:
+    """Turn the ``weights`` hyperparameter into what the Keras constructor takes, checked offline.
+
+    Args:
+        weights: ``"none"``/None, ``"imagenet"`` or a path to a weights file.
+        backbone: backbone name (names the cache file for ``"imagenet"``).
+        alpha: width multiplier (part of the MobileNet cache file names).
+        rows: input height (MobileNet/MobileNetV2 cache files depend on it).
+
+    Returns:
+        None, ``"imagenet"`` or an absolute file path.
+
+    Raises:
+        BiomedError: the ImageNet file is not in the Keras cache, or the path does not exist.
+    """
+    if weights is None or str(weights).lower() == "none":
+        return None
+    if weights == "imagenet":
+        file_name = get_backbone(backbone).imagenet_file(alpha, rows)
+        cache = keras_cache_dir()
+        if not (cache / file_name).is_file():
+            raise BiomedError(
+                f"ImageNet weights of backbone {backbone!r} are not in the Keras cache and cannot be "
+                f"downloaded offline: put {file_name} in {cache} (the Keras cache folder, "
+                f"$KERAS_HOME/models) or pass the file's path as weights: <path>")
+        return "imagenet"
+    path = Path(os.path.expandvars(os.path.expanduser(str(weights))))
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, CONFIG_DIR / path]
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate.resolve())
+    raise BiomedError(f"weights file {weights!r} not found (tried {', '.join(map(str, candidates))}); "
+                      f"use 'none', 'imagenet' or a path to a weights file")
+
+
+def build_backbone(name: str, input_shape: tuple[int, int, int], *, alpha: float = 1.0,
+                   weights: str | None = "none") -> keras.Model:
+    """Build the no-top backbone ``name`` for ``(H, W, 3)`` inputs, loading ``weights``.
+
+    Raises:
+        ConfigError: unknown backbone, input smaller than 32 pixels or ``alpha`` on a
+            backbone without a width multiplier.
+        BiomedError: weights that cannot be found offline (see :func:`resolve_weights`).
+    """
+    spec = get_backbone(name)
+    height, width, channels = input_shape
+    if min(height, width) < MIN_SIZE:
+        raise ConfigError(f"backbone {name!r} needs images of at least {MIN_SIZE}x{MIN_SIZE} pixels, "
+                          f"got {height}x{width}: raise data.image.image_size")
+    if channels != 3:
+        raise ConfigError(f"backbone {name!r} takes 3-channel images, got {channels} channels")
+    if not spec.alpha and float(alpha) != 1.0:
+        raise ConfigError(f"backbone {name!r} has no width multiplier: alpha must be 1.0, got {alpha}")
+    resolved = resolve_weights(weights, name, alpha=alpha, rows=height)
+    kwargs = {"alpha": float(alpha)} if spec.alpha else {}
+    constructor = getattr(keras.applications, spec.constructor)
+    return constructor(include_top=False, weights=resolved, input_shape=tuple(input_shape), **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="biomed")
+class ImageNetPreprocess(keras.layers.Layer):
+    """Apply ``keras.applications.<module>.preprocess_input`` to RGB images in [0, 255].
+
+    Args:
+        module: one of ``PREPROCESS_MODULES`` (``"mobilenet"`` scales to [-1, 1],
+            ``"resnet50"`` flips to BGR and subtracts the ImageNet mean, ``"densenet"``
+            standardises with the ImageNet mean and std).
+    """
+
+    def __init__(self, module: str, **kwargs):
+        super().__init__(**kwargs)
+        if module not in PREPROCESS_MODULES:
+            raise ValueError(f"module must be one of {PREPROCESS_MODULES}, got {module!r}")
+        self.module = module
+
+    def call(self, images):
+        return getattr(keras.applications, self.module).preprocess_input(images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "module": self.module}
+
+
+def preprocessing_layer(name: str) -> ImageNetPreprocess | None:
+    """The layer applying backbone ``name``'s ``preprocess_input``, or None when it is built in."""
+    module = get_backbone(name).preprocess
+    return ImageNetPreprocess(module, name="preprocess") if module else None

@@ -1,0 +1,84 @@
+"""The biomed CLI: help texts, exit codes, one-line errors, data commands and a data-only run."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines.cli import build_parser, main
+
+SUBCOMMANDS = ["run", "data", "report", "tune", "export", "predict", "models"]
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("argv", [[s] for s in SUBCOMMANDS] + [["data", "synth-ecg"], ["data", "summary"]])
+def test_each_subcommand_explains_itself(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + ["--help"])
+    assert exit_info.value.code == 0
+    assert "usage: biomed" in capsys.readouterr().out
+
+
+def test_user_error_is_one_line_without_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndata: {preprocess: {window_sec: 3}}\n")
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err
+    assert "window_sec" in err and "did you mean 'window_s'" in err
+
+
+def test_missing_config_and_missing_data_folder(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    config = tmp_path / "c.yaml"
+    config.write_text("name: x\ndata: {source: cinc2017, path: missing}\n")
+    assert main(["run", str(config)]) == 2
+    assert "data folder" in capsys.readouterr().err
+    with pytest.raises(Exception):
+        main(["--debug", "run", str(config)])
+
+
+def test_console_script_exit_code(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(tmp_path / "none.yaml")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("biomed: error:")
+
+
+def test_synth_then_summary_then_data_only_run(tmp_path, capsys):
+    data = tmp_path / "synth"
+    assert main(["data", "synth-ecg", str(data), "--n-records", "16", "--max-seconds", "12"]) == 0
+    assert (data / "REFERENCE.csv").is_file() and len(list(data.glob("*.hea"))) == 16
+    assert main(["data", "summary", str(data)]) == 0
+    assert "classes ['N', 'A', 'O', '~']" in capsys.readouterr().out
+    config = tmp_path / "exp.yaml"
+    config.write_text(yaml.safe_dump({"name": "tiny", "data": {
+        "source": "cinc2017", "path": str(data), "task": {"classes": ["N", "A", "O", "~"]},
+        "preprocess": {"fs": 50, "bandpass": [0.5, 20], "window_s": 5, "stride_s": 5}, "split": {"val": 0.25, "test": 0.25}}}))
+    out = tmp_path / "run"
+    assert main(["run", str(config), "--out", str(out), "--set", "data.preprocess.window_s=4"]) == 0
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["data"]["preprocess"]["window_s"] == 4.0 and resolved["data"]["path"] == str(data)
+    summary = json.loads((out / "data_summary.json").read_text())
+    assert summary["window_samples"] == 200
+    splits = pd.read_csv(out / "splits.csv")
+    assert set(splits["split"]) == {"train", "val", "test"} and len(splits) == 16
+    assert splits.groupby("record")["split"].nunique().max() == 1
+
+
+def test_parser_has_run_overrides():
+    args = build_parser().parse_args(["run", "c.yaml", "--set", "a=1", "--set", "b=2"])
+    assert args.set == ["a=1", "b=2"] and args.out is None
