@@ -1,0 +1,167 @@
+"""Deep ECG models: build, train a step, save/reload, attention, regularisation, filter bank."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from ecgnet.attention import attention_weights
+from ecgnet.knowledge import BandFilterBank, design_filter_bank
+from ecgnet.layers import AttentionPooling, FoldBatch, UnfoldBatch
+from pipelines.errors import ConfigError
+from pipelines.modeling import get_model
+
+FS = 60.0
+T = 600
+N_CLASSES = 3
+#: Tiny widths so every model trains a step in about a second.
+TINY = {
+    "cnn": {"filters": 4, "depth": 2},
+    "crnn": {"filters": 4, "depth": 2, "units": 4},
+    "acrnn": {"filters": 4, "depth": 2, "units": 4, "attention_units": 4},
+    "mina": {"filters": 4, "kernel_size": 4, "units": 4, "attention_units": 4},
+    "resnet1d": {"filters": 4, "kernel_size": 5, "depth": 3, "double_every": 2},
+}
+MODELS = sorted(TINY)
+
+
+def windows(n: int = 8, length: int = T, seed: int = 0) -> np.ndarray:
+    """Random z-scored windows ``(n, length, 1)``."""
+    return np.random.default_rng(seed).standard_normal((n, length, 1)).astype("float32")
+
+
+def build(name: str, length: int = T, **params: object) -> keras.Model:
+    """Build a tiny registered model."""
+    return get_model(name).build((length, 1), N_CLASSES, fs=FS, seed=0, **{**TINY[name], **params})
+
+
+@pytest.fixture(scope="module", params=MODELS)
+def trained(request, tmp_path_factory):
+    """(name, model trained one step, the same model reloaded from .keras)."""
+    model = build(request.param)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    loss = model.train_on_batch(windows(), np.arange(8) % N_CLASSES)
+    assert np.isfinite(loss)
+    path = tmp_path_factory.mktemp(request.param) / "model.keras"
+    model.save(path)
+    return request.param, model, keras.models.load_model(path)
+
+
+def test_output_is_probabilities(trained):
+    _, model, _ = trained
+    probs = model.predict(windows(5), verbose=0)
+    assert probs.shape == (5, N_CLASSES) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_reload_gives_identical_predictions(trained):
+    _, model, reloaded = trained
+    x = windows(6, seed=1)
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_attention_weights_sum_to_one_after_reload(trained):
+    name, model, reloaded = trained
+    if name not in ("acrnn", "mina"):
+        with pytest.raises(ValueError, match="no '\\*_attention' layer"):
+            attention_weights(model, windows(2))
+        return
+    x = windows(4, seed=2)
+    weights = attention_weights(reloaded, x)
+    expected = {"acrnn": {"time_attention"},
+                "mina": {"beat_attention", "rhythm_attention", "frequency_attention"}}[name]
+    assert set(weights) == expected
+    for value in weights.values():
+        assert value.shape[0] == 4
+        np.testing.assert_allclose(value.sum(axis=-1), 1.0, atol=1e-5)
+    for key, value in attention_weights(model, x).items():
+        np.testing.assert_allclose(weights[key], value, atol=1e-6)
+
+
+def test_mina_attention_shapes():
+    weights = attention_weights(build("mina"), windows(2))
+    segments = T // int(FS / 6)          # L = fs / 6 = 10 samples -> 60 segments
+    assert weights["beat_attention"].shape == (2, 4, segments, 2)   # ceil(10 / stride 5)
+    assert weights["rhythm_attention"].shape == (2, 4, segments)
+    assert weights["frequency_attention"].shape == (2, 4)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_regularisation_and_dropout_reach_the_layers(name):
+    model = build(name, l1=0.003, l2=0.02, dropout=0.35)
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    kernels = [layer for layer in layers if isinstance(
+        layer, (keras.layers.Conv1D, keras.layers.Dense, keras.layers.LSTMCell, AttentionPooling))]
+    assert kernels
+    for layer in kernels:
+        reg = layer.kernel_regularizer
+        assert reg is not None, layer.name
+        assert (pytest.approx(float(reg.l1)), pytest.approx(float(reg.l2))) == (0.003, 0.02)
+    dropouts = [layer for layer in layers if isinstance(layer, keras.layers.Dropout)]
+    assert dropouts and all(layer.rate == 0.35 for layer in dropouts)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_hyperparameters_are_registered(name):
+    names = get_model(name).hyperparameter_names
+    assert {"l1", "l2", "dropout", "filters"} <= set(names)
+
+
+def test_mina_runs_when_window_is_not_a_multiple_of_the_segment():
+    model = build("mina", length=T + 5)
+    x = windows(3, length=T + 5)
+    assert model.predict(x, verbose=0).shape == (3, N_CLASSES)
+    assert attention_weights(model, x)["rhythm_attention"].shape == (3, 4, T // 10 + 1)
+
+
+def test_mina_needs_fs():
+    with pytest.raises(ConfigError, match="fs"):
+        get_model("mina").build((T, 1), N_CLASSES, fs=None)
+
+
+def sine_amplitudes(freq: float, fs: float = 300.0, seconds: float = 10.0) -> np.ndarray:
+    """Amplitude of each filter-bank channel for a unit sine, away from the window edges."""
+    t = np.arange(int(fs * seconds)) / fs
+    x = np.sin(2 * np.pi * freq * t).astype("float32")[None, :, None]
+    out = np.asarray(BandFilterBank(fs)(x))[0]
+    middle = out[len(t) // 4: -len(t) // 4]
+    return np.abs(middle).max(axis=0)
+
+
+def test_filter_bank_passes_its_band_and_attenuates_others():
+    raw, baseline, ecg, noise = sine_amplitudes(10.0)
+    assert raw == pytest.approx(1.0, abs=1e-4)
+    assert ecg > 0.9 and baseline < 0.1 and noise < 0.1
+    raw, baseline, ecg, noise = sine_amplitudes(70.0)
+    assert noise > 0.9 and ecg < 0.1 and baseline < 0.1
+
+
+def test_filter_bank_caps_cutoffs_below_nyquist():
+    raw, baseline, ecg, noise = sine_amplitudes(10.0, fs=FS)
+    assert ecg > 0.9 and baseline < 0.1 and noise < 0.1
+
+
+def test_filter_bank_equals_a_same_padded_convolution():
+    x = windows(2, length=400)
+    out = np.asarray(BandFilterBank(FS)(x))
+    taps = design_filter_bank(FS)
+    for k in range(taps.shape[1]):
+        expected = np.convolve(x[0, :, 0], taps[:, k], mode="same")
+        np.testing.assert_allclose(out[0, :, k], expected, atol=1e-4)
+
+
+def test_attention_pooling_is_a_weighted_mean():
+    features = np.random.default_rng(3).standard_normal((2, 3, 5, 4)).astype("float32")
+    knowledge = np.ones((2, 3, 5, 1), "float32")
+    pooled, weights = AttentionPooling(6)([features, knowledge])
+    weights = np.asarray(weights)
+    np.testing.assert_allclose(weights.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(pooled, (features * weights[..., None]).sum(-2), atol=1e-5)
+
+
+def test_fold_and_unfold_batch_are_inverse():
+    x = np.arange(2 * 3 * 4 * 5, dtype="float32").reshape(2, 3, 4, 5)
+    folded = FoldBatch(2)(x)
+    assert folded.shape == (24, 5)
+    np.testing.assert_array_equal(UnfoldBatch((3, 4))(folded), x)
