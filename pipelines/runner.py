@@ -120,7 +120,7 @@ def prediction_frame(data: PreparedData, probs: dict) -> pd.DataFrame:
         part = data.splits[split]
         frame = pd.DataFrame({"split": split, "record": part.record, "window": part.window, "y_true": part.y})
         for i, name in enumerate(part.classes):
-            frame[f"prob_{name}"] = p[:, i]
+            frame[f"prob_{name}"] = p[:, i].astype("float64")  # float64 text round-trips exactly
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

@@ -1,45 +1,103 @@
-"""Where training runs: tf.distribute strategy, mixed precision and XLA from the ``runtime:`` config."""
+"""Where training runs: tf.distribute strategy, mixed precision and XLA from the ``runtime:`` config.
+
+Multi-worker training follows TensorFlow's own recipe: every worker runs the
+same program with a ``TF_CONFIG`` environment variable naming the cluster and
+its own task, and ``MultiWorkerMirroredStrategy`` keeps the replicas in sync.
+That strategy must be created before any other TensorFlow op runs, so entry
+points call :func:`get_strategy` first. Only the chief writes artefacts; other
+workers write to a scratch folder (:func:`artefact_dir`), as the Keras
+multi-worker guide does.
+
+Example (two workers on one machine, each started with its own ``TF_CONFIG``)::
+
+    TF_CONFIG='{"cluster": {"worker": ["127.0.0.1:12345", "127.0.0.1:12346"]},
+                "task": {"type": "worker", "index": 0}}' biomed run configs/quickstart_multiworker.yaml
+"""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator, Sequence
 
 from pipelines.config import RuntimeConfig
 
+POLICIES = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+
+
+def tf_config() -> dict[str, Any]:
+    """The parsed ``TF_CONFIG`` environment variable (``{}`` when unset)."""
+    return json.loads(os.environ.get("TF_CONFIG") or "{}")
+
+
+def cluster_size() -> int:
+    """Number of training tasks (chief and workers) named by ``TF_CONFIG``; 1 without it."""
+    cluster = tf_config().get("cluster") or {}
+    return max(1, len(cluster.get("chief", [])) + len(cluster.get("worker", [])))
+
+
+def strategy_kind(runtime: RuntimeConfig, n_gpus: int | None = None) -> str:
+    """The strategy ``runtime.strategy`` resolves to: 'default', 'one_device', 'mirrored' or 'multi_worker'.
+
+    ``auto`` picks ``multi_worker`` when ``TF_CONFIG`` names more than one task,
+    else ``mirrored`` when more than one GPU is visible, else ``default``.
+
+    Args:
+        runtime: The ``runtime:`` config section.
+        n_gpus: Visible GPUs (default: counted without initialising the TensorFlow runtime).
+    """
+    if runtime.strategy != "auto":
+        return runtime.strategy
+    if cluster_size() > 1:
+        return "multi_worker"
+    if n_gpus is None:
+        import tensorflow as tf
+
+        n_gpus = len(tf.config.list_physical_devices("GPU"))
+    return "mirrored" if n_gpus > 1 else "default"
+
 
 @lru_cache(maxsize=None)
-def _strategy(name: str):
+def _strategy(kind: str) -> Any:
     import tensorflow as tf
 
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "auto":
-        name = "mirrored" if len(gpus) > 1 else ("multi_worker" if os.environ.get("TF_CONFIG") else "default")
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
+    if kind == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    if kind == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if kind == "one_device":
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if tf.config.list_physical_devices("GPU") else "/cpu:0")
     return tf.distribute.get_strategy()
 
 
-def get_strategy(runtime: RuntimeConfig):
-    """The tf.distribute strategy for this process (created once; multi-worker reads TF_CONFIG).
+def get_strategy(runtime: RuntimeConfig) -> Any:
+    """The ``tf.distribute.Strategy`` of this process, created once (see :func:`strategy_kind`).
 
-    ``auto`` picks MirroredStrategy when more than one GPU is visible,
-    MultiWorkerMirroredStrategy when TF_CONFIG is set, the default strategy otherwise.
+    Call it at program start in multi-worker runs: ``MultiWorkerMirroredStrategy``
+    reads ``TF_CONFIG`` and must exist before any other TensorFlow op runs.
     """
-    return _strategy(runtime.strategy)
+    return _strategy(strategy_kind(runtime))
 
 
 def set_precision(runtime: RuntimeConfig) -> None:
-    """Set the global Keras dtype policy (model output layers stay float32)."""
+    """Set the global Keras dtype policy; model output layers stay float32.
+
+    Under ``float16`` Keras wraps the optimizer in a ``LossScaleOptimizer`` at
+    compile time; ``bfloat16`` needs no loss scaling.
+    """
     import keras
 
-    policy = {"off": "float32", "float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
-    keras.mixed_precision.set_global_policy(policy[runtime.mixed_precision])
+    keras.mixed_precision.set_global_policy(POLICIES[runtime.mixed_precision])
 
 
 def global_batch_size(batch_size: int, replicas: int, runtime: RuntimeConfig) -> int:
@@ -49,10 +107,104 @@ def global_batch_size(batch_size: int, replicas: int, runtime: RuntimeConfig) ->
 
 def is_chief() -> bool:
     """True unless TF_CONFIG names this process a non-chief worker (only the chief writes artefacts)."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    config = tf_config()
     task = config.get("task") or {}
     if not task:
         return True
     if "chief" in config.get("cluster", {}):
         return task.get("type") == "chief"
     return task.get("type") in (None, "worker") and int(task.get("index", 0)) == 0
+
+
+@contextlib.contextmanager
+def artefact_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
+    """Yield the folder this process writes ``out_dir``'s artefacts to.
+
+    The chief (and any single-process run) writes to ``out_dir`` itself. Other
+    workers must still run the same saves and callbacks as the chief (saving
+    can take part in collective ops), so they write to a scratch folder named
+    after ``out_dir`` and their task. The scratch folder is removed when the
+    block ends normally and kept after an error, so a restarted worker finds
+    its ``BackupAndRestore`` state again.
+
+    Example:
+        >>> with artefact_dir(run_dir / "models" / "cnn") as folder:   # doctest: +SKIP
+        ...     model.save(folder / "model.keras")
+    """
+    if is_chief():
+        yield Path(out_dir)
+        return
+    task = tf_config()["task"]
+    digest = hashlib.sha256(str(Path(out_dir).resolve()).encode()).hexdigest()[:12]
+    scratch = Path(tempfile.gettempdir()) / f"biomed-{task['type']}{task.get('index', 0)}-{digest}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    yield scratch
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def local_tf_configs(n_workers: int, host: str = "127.0.0.1") -> list[str]:
+    """``TF_CONFIG`` values for ``n_workers`` workers on free ports of ``host`` (worker 0 is the chief)."""
+    workers = [f"{host}:{_free_port(host)}" for _ in range(n_workers)]
+    return [json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}})
+            for i in range(n_workers)]
+
+
+@dataclass
+class WorkerRun:
+    """What one local worker process did: its exit code and its output (stdout and stderr)."""
+
+    returncode: int
+    output: str
+
+
+def run_local_workers(command: Sequence[str], n_workers: int, *, timeout_s: float,
+                      env: dict[str, str] | None = None) -> list[WorkerRun]:
+    """Run ``command`` as ``n_workers`` processes of one local cluster, each with its ``TF_CONFIG``.
+
+    For tests and benchmarks on one machine; real clusters start one process
+    per host with TF_CONFIG naming the hosts. Every process is killed when the
+    timeout passes or on any error, so a stuck collective can never hang the caller.
+
+    Args:
+        command: The program and its arguments (run once per worker).
+        n_workers: Number of workers (ports are picked on 127.0.0.1).
+        timeout_s: Wall-clock limit for all workers together.
+        env: Extra environment variables for the workers.
+
+    Returns:
+        One :class:`WorkerRun` per worker, in task order.
+
+    Raises:
+        TimeoutError: If the workers have not all finished in time (their output is in the message).
+    """
+    procs, logs = [], []
+    try:
+        for config in local_tf_configs(n_workers):
+            log = tempfile.TemporaryFile(mode="w+")
+            logs.append(log)
+            procs.append(subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT,
+                                          env={**os.environ, **(env or {}), "TF_CONFIG": config}))
+        deadline = time.monotonic() + timeout_s
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        timed_out = any(p.poll() is None for p in procs)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    outputs = []
+    for log in logs:
+        log.seek(0)
+        outputs.append(log.read())
+        log.close()
+    if timed_out:
+        tails = "\n".join(f"--- worker {i} ---\n{out[-3000:]}" for i, out in enumerate(outputs))
+        raise TimeoutError(f"local workers did not finish within {timeout_s:g} s\n{tails}")
+    return [WorkerRun(proc.returncode, out) for proc, out in zip(procs, outputs)]
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]

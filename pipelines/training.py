@@ -8,7 +8,7 @@ once, after training is finished).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,13 @@ from pipelines.samples import SampleSet
 
 @dataclass
 class FitResult:
-    """What a fit produced: probabilities per split, epochs run and wall time."""
+    """What a fit produced: probabilities per split, epochs run, wall time and the fitted model."""
 
     probs: dict[str, np.ndarray]
     epochs: int
     seconds: float
     n_params: int | None
+    model: Any = field(default=None, repr=False)
 
 
 def monitor_mode(monitor: str) -> str:
@@ -68,7 +69,7 @@ def _fit_sklearn(spec: ModelSpec, entry: ModelEntry, splits: dict[str, SampleSet
     with atomic_path(out_dir / "model.joblib") as tmp:
         joblib.dump(model, tmp)
     probs = {name: _full_proba(model, splits[name].x, len(train.classes)) for name in ("val", "test")}
-    return FitResult(probs, 1, seconds, None)
+    return FitResult(probs, 1, seconds, None, model)
 
 
 def _full_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
@@ -81,15 +82,16 @@ def _full_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
 
 def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],
                seed: int, out_dir: Path) -> FitResult:
+    """Fit under the configured strategy; in multi-worker runs only the chief writes into ``out_dir``."""
     import keras
 
     from pipelines.augment import training_augmenter
-    from pipelines.runtime import get_strategy, global_batch_size, set_precision
+    from pipelines.runtime import artefact_dir, get_strategy, global_batch_size, set_precision
     from pipelines.tfdata import class_weights, make_dataset
 
+    strategy = get_strategy(config.runtime)
     keras.utils.set_random_seed(seed)
     set_precision(config.runtime)
-    strategy = get_strategy(config.runtime)
     train, val = splits["train"], splits["val"]
     loader, fit_cfg = config.loader, config.train
     batch = global_batch_size(loader.batch_size, strategy.num_replicas_in_sync, config.runtime)
@@ -101,22 +103,23 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
     val_ds = make_dataset(val, batch_size=batch, training=False)
     weights = class_weights(train.y, len(train.classes)) if loader.balance == "class_weight" else None
     start, epoch = time.perf_counter(), 0
-    for phase in spec.training_phases(model, entry.params):
-        if phase.prepare is not None:
-            phase.prepare(model)
-        with strategy.scope():
-            compile_model(model, config, train.classes, fit_cfg.learning_rate * phase.learning_rate_scale)
-        history = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch,
-                            epochs=epoch + (phase.epochs or fit_cfg.epochs), verbose=fit_cfg.verbose,
-                            callbacks=_callbacks(config, out_dir, phase.name), class_weight=weights,
-                            shuffle=False)
-        epoch = history.epoch[-1] + 1 if history.epoch else epoch
-    seconds = time.perf_counter() - start
-    with atomic_path(out_dir / "model.keras") as tmp:
-        model.save(tmp)
+    with artefact_dir(out_dir) as write_dir:
+        for phase in spec.training_phases(model, entry.params):
+            if phase.prepare is not None:
+                phase.prepare(model)
+            with strategy.scope():
+                compile_model(model, config, train.classes, fit_cfg.learning_rate * phase.learning_rate_scale)
+            history = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch,
+                                epochs=epoch + (phase.epochs or fit_cfg.epochs), verbose=fit_cfg.verbose,
+                                callbacks=_callbacks(config, write_dir, phase.name), class_weight=weights,
+                                shuffle=False)
+            epoch = history.epoch[-1] + 1 if history.epoch else epoch
+        seconds = time.perf_counter() - start
+        with atomic_path(write_dir / "model.keras") as tmp:
+            model.save(tmp)
     probs = {name: model.predict(make_dataset(splits[name], batch_size=batch, training=False), verbose=0)
              for name in ("val", "test")}
-    return FitResult(probs, epoch, seconds, int(model.count_params()))
+    return FitResult(probs, epoch, seconds, int(model.count_params()), model)
 
 
 def compile_model(model: Any, config: ExperimentConfig, classes: list[str], learning_rate: float) -> None:

@@ -1,0 +1,379 @@
+"""``biomed export``: a trained Keras model as ``.keras``, SavedModel or TFLite, with a model card.
+
+Sources are a run folder (the best Keras model × seed by record-level test
+ROC-AUC unless ``--model``/``--seed`` are given), a model folder
+``models/<model>/seed_<k>`` or a bare ``.keras`` file (its card then lacks the
+run's preprocessing, classes and metrics). Models are always loaded with
+``safe_mode=True``, so a ``.keras`` file cannot run arbitrary code (``Lambda``
+layers are refused).
+
+Layout of ``--out DIR``::
+
+    keras:      DIR/model.keras            DIR/model_card.json
+    savedmodel: DIR/1/saved_model.pb ...   DIR/model_card.json   (TF Serving version folder)
+    tflite:     DIR/model.tflite           DIR/model_card.json
+
+TFLite is converted from a SavedModel exported for the purpose. The converter
+runs in a child process because it can crash the interpreter (seen: int8
+calibration of LSTM layers); a crash becomes a readable error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.artifacts import atomic_path
+from pipelines.config import ExperimentConfig, load_config
+from pipelines.errors import BiomedError
+from pipelines.model_card import SELECTION_NOTE, build_card, write_card
+
+FORMATS = ("keras", "savedmodel", "tflite")
+QUANTIZATIONS = ("dynamic", "float16", "int8")
+SERVING_VERSION = "1"
+SIGNATURE = "serving_default"
+ENDPOINT = "serve"
+REPRESENTATIVE_WINDOWS = 200
+# (ops, batch) tried in order: a dynamic batch axis first; recurrent layers convert to
+# TFLite builtins only with a static batch; Select TF ops need the Flex delegate at runtime.
+TFLITE_ATTEMPTS = (("builtins", None), ("builtins", 1), ("builtins+select_tf_ops", None))
+
+
+@dataclass
+class ExportSource:
+    """The Keras model to export and where it comes from.
+
+    Attributes:
+        keras_file: the ``model.keras`` file.
+        run_dir: the run folder, or None for a bare ``.keras`` file.
+        model: model label inside the run.
+        seed: training seed inside the run.
+        selection: how the model × seed was chosen (for the card).
+    """
+
+    keras_file: Path
+    run_dir: Path | None = None
+    model: str | None = None
+    seed: int | None = None
+    selection: str | None = None
+
+
+def resolve_source(source: Path, model: str | None = None, seed: int | None = None) -> ExportSource:
+    """Find the ``.keras`` file of a run folder, model folder or file.
+
+    Raises:
+        BiomedError: nothing exportable there, or a scikit-learn model.
+    """
+    source = Path(source)
+    if source.is_file():
+        if source.suffix != ".keras":
+            raise BiomedError(f"{source}: only Keras models (.keras) can be exported")
+        if (source.parent / "info.json").is_file():
+            return _model_folder_source(source.parent)
+        return ExportSource(source, selection="a bare .keras file")
+    if (source / "config.yaml").is_file() and (source / "metrics.csv").is_file():
+        label, best_seed, selection = select_model(source, model, seed)
+        return _model_folder_source(source / "models" / label / f"seed_{best_seed}", selection)
+    if (source / "info.json").is_file():
+        return _model_folder_source(source)
+    raise BiomedError(f"{source}: not a run folder (config.yaml + metrics.csv), a model folder "
+                      f"(models/<model>/seed_<k>) or a .keras file")
+
+
+def _model_folder_source(folder: Path, selection: str = "given model folder") -> ExportSource:
+    keras_file = folder / "model.keras"
+    if not keras_file.is_file():
+        kind = "a scikit-learn baseline (model.joblib)" if (folder / "model.joblib").is_file() else "no model"
+        raise BiomedError(f"{folder} holds {kind}; only Keras models can be exported")
+    run_dir = folder.parents[2] if (folder.parents[2] / "config.yaml").is_file() else None
+    seed = int(folder.name.removeprefix("seed_")) if folder.name.startswith("seed_") else None
+    return ExportSource(keras_file, run_dir, folder.parent.name, seed, selection)
+
+
+def select_model(run_dir: Path, model: str | None, seed: int | None) -> tuple[str, int, str]:
+    """The (model label, seed) to export from a run folder, and how it was chosen.
+
+    Among Keras models (those with a ``model.keras``) matching ``model``/``seed``,
+    the best record-level test ROC-AUC (macro ROC-AUC for multi-class tasks).
+    """
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    rows = metrics[metrics["level"] == "record"]
+    rows = rows[[(run_dir / "models" / m / f"seed_{s}" / "model.keras").is_file()
+                 for m, s in zip(rows["model"], rows["seed"])]]
+    if model is not None:
+        rows = rows[rows["model"] == model]
+    if seed is not None:
+        rows = rows[rows["seed"] == seed]
+    if rows.empty:
+        available = sorted(set(metrics["model"]))
+        raise BiomedError(f"{run_dir}: no trained Keras model matches model={model!r} seed={seed!r} "
+                          f"(models in metrics.csv: {', '.join(available)}; scikit-learn baselines "
+                          f"cannot be exported)")
+    column = "roc_auc" if "roc_auc" in rows and rows["roc_auc"].notna().any() else "macro_roc_auc"
+    best = rows.sort_values(column, ascending=False, na_position="last").iloc[0]
+    chosen = model is not None and seed is not None
+    return str(best["model"]), int(best["seed"]), "given --model/--seed" if chosen else SELECTION_NOTE
+
+
+def load_keras_model(path: Path) -> Any:
+    """Load a ``.keras`` file for inference with ``safe_mode=True`` (no arbitrary code).
+
+    Raises:
+        BiomedError: the file is missing, unreadable, or needs unsafe deserialisation (``Lambda``).
+    """
+    import keras
+
+    from pipelines.modeling import model_names
+
+    model_names()  # imports ecgnet.models / imaging.models, which register the custom layers
+    if not Path(path).is_file():
+        raise BiomedError(f"model file {path} does not exist")
+    try:
+        return keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as err:  # Keras raises ValueError/TypeError/OSError for refused or broken files
+        text = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        hint = (" Lambda layers and other arbitrary code are refused: the model was loaded in safe mode"
+                if "safe_mode" in str(err) or "lambda" in str(err).lower() else "")
+        raise BiomedError(f"cannot load {path} in safe mode: {text}.{hint}") from None
+
+
+def input_spec(model: Any) -> tuple[str, list[int | None]]:
+    """The single input's name and shape (batch axis None) of a Keras model."""
+    if len(model.inputs) != 1:
+        raise BiomedError(f"model {model.name!r} has {len(model.inputs)} inputs; export supports one")
+    tensor = model.inputs[0]
+    return tensor.name, [None, *tensor.shape[1:]]
+
+
+def export_savedmodel(model: Any, folder: Path, batch: int | None = None) -> dict[str, Any]:
+    """Export ``model`` to ``folder/1`` (a TF Serving version folder) with a named serving signature.
+
+    Args:
+        model: the Keras model.
+        folder: the model's base folder (TF Serving's ``--model_base_path``).
+        batch: a static batch size for the signature (None: any batch size).
+
+    Returns:
+        The serving description for the card: signature, endpoint, input and output names.
+    """
+    import tensorflow as tf
+
+    name, shape = input_spec(model)
+    spec = tf.TensorSpec((batch, *shape[1:]), tf.float32, name=name)
+    target = Path(folder) / SERVING_VERSION
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".savedmodel-", dir=target.parent))
+    try:
+        model.export(str(tmp / "model"), format="tf_saved_model", input_signature=[spec], verbose=False)
+        outputs = tf.saved_model.load(str(tmp / "model")).signatures[SIGNATURE].structured_outputs
+        if target.exists():
+            shutil.rmtree(target)
+        (tmp / "model").rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"signature": SIGNATURE, "endpoint": ENDPOINT, "version_folder": SERVING_VERSION,
+            "input_name": name, "output_name": next(iter(outputs))}
+
+
+def convert_tflite(keras_file: Path, out_file: Path, quantize: str | None = None,
+                   representative: np.ndarray | None = None) -> dict[str, Any]:
+    """Convert a ``.keras`` model to TFLite through an exported SavedModel (in this process).
+
+    Tries a dynamic batch axis with builtin ops, then a static batch of 1, then
+    Select TF ops (which need the Flex delegate at runtime). ``int8`` tries
+    int8 input/output first, then float32 input/output around integer ops.
+
+    Args:
+        keras_file: the model to convert.
+        out_file: where to write the ``.tflite`` flatbuffer.
+        quantize: None (float32), "dynamic", "float16" or "int8".
+        representative: model-ready input samples for int8 calibration.
+
+    Returns:
+        TFLite details for the card: quantization, ops, batch, input/output dtypes.
+    """
+    import tensorflow as tf
+
+    if quantize == "int8" and representative is None:
+        raise BiomedError("int8 quantisation needs a representative dataset: export from a run folder")
+    model = load_keras_model(keras_file)
+    io_types = (tf.int8, tf.float32) if quantize == "int8" else (tf.float32,)
+    errors = []
+    for ops, batch in TFLITE_ATTEMPTS:
+        with tempfile.TemporaryDirectory() as tmp:
+            export_savedmodel(model, Path(tmp), batch)
+            for io_type in io_types:
+                converter = tf.lite.TFLiteConverter.from_saved_model(str(Path(tmp) / SERVING_VERSION),
+                                                                     signature_keys=[SIGNATURE])
+                _configure_converter(converter, quantize, representative, ops, io_type)
+                try:
+                    flat = converter.convert()
+                except Exception as err:  # the converter raises ConverterError with an MLIR dump
+                    errors.append(f"{ops}, batch {batch or 'dynamic'}: {_first_error(err)}")
+                    continue
+                with atomic_path(out_file) as part:
+                    part.write_bytes(flat)
+                return {"quantization": quantize or "none", "ops": ops, "batch": batch,
+                        "io_dtype": io_type.name, "attempts_failed": errors}
+    raise BiomedError("TFLite conversion failed: " + " | ".join(errors))
+
+
+def _configure_converter(converter: Any, quantize: str | None, representative: np.ndarray | None,
+                         ops: str, io_type: Any) -> None:
+    import tensorflow as tf
+
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if ops == "builtins+select_tf_ops":
+        converter.target_spec.supported_ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+        converter._experimental_lower_tensor_list_ops = False  # keep LSTM loops as TF ops
+    if quantize is None:
+        return
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        converter.representative_dataset = lambda: ([x[None]] for x in representative)
+        if io_type == tf.int8:
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            converter.inference_input_type = converter.inference_output_type = tf.int8
+
+
+def _first_error(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if "error" in line.lower()]
+    return (lines[0] if lines else str(err).strip().splitlines()[0] if str(err).strip() else
+            type(err).__name__)[:300]
+
+
+def _tflite_worker(keras_file: Path, out_file: Path, quantize: str | None,
+                   representative: np.ndarray | None, conn: Any) -> None:
+    try:
+        conn.send(("ok", convert_tflite(keras_file, out_file, quantize, representative)))
+    except Exception as err:  # reported to the parent as one line
+        conn.send(("error", str(err) if isinstance(err, BiomedError) else f"{type(err).__name__}: {err}"))
+
+
+def convert_tflite_isolated(keras_file: Path, out_file: Path, quantize: str | None = None,
+                            representative: np.ndarray | None = None) -> dict[str, Any]:
+    """:func:`convert_tflite` in a child process, so a converter crash cannot kill the caller.
+
+    Raises:
+        BiomedError: conversion failed, or the converter crashed (e.g. int8 of LSTM layers).
+    """
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_tflite_worker,
+                            args=(keras_file, out_file, quantize, representative, send), daemon=True)
+    child.start()
+    send.close()
+    try:
+        status, payload = receive.recv()
+    except EOFError:
+        status, payload = "crash", None
+    child.join()
+    if status == "ok":
+        return payload
+    if status == "crash":
+        raise BiomedError(f"the TFLite converter crashed (exit code {child.exitcode}) converting "
+                          f"{keras_file} with quantize={quantize or 'none'}; recurrent (LSTM) models are "
+                          f"known to crash int8 calibration: try --quantize dynamic or float16")
+    raise BiomedError(payload)
+
+
+def representative_windows(run_dir: Path, n: int = REPRESENTATIVE_WINDOWS) -> np.ndarray:
+    """Up to ``n`` model-ready training inputs of a run (evenly spaced, deterministic)."""
+    from pipelines.datasets import prepare_data
+    from pipelines.tfdata import model_inputs
+
+    train = prepare_data(load_config(run_dir / "config.yaml")).splits["train"]
+    take = np.linspace(0, len(train) - 1, min(n, len(train))).round().astype(int)
+    return model_inputs(train.x[take]).astype(np.float32)
+
+
+def export_model(source: ExportSource, model_format: str, out: Path, quantize: str | None = None, *,
+                 isolated: bool = True) -> Path:
+    """Export ``source`` into ``out`` in ``model_format`` and write its model card.
+
+    Args:
+        source: what to export (see :func:`resolve_source`).
+        model_format: "keras", "savedmodel" or "tflite".
+        out: the export folder.
+        quantize: TFLite quantisation (None, "dynamic", "float16", "int8").
+        isolated: convert TFLite in a child process (protects against converter crashes).
+
+    Returns:
+        The path of the written ``model_card.json``.
+    """
+    if model_format not in FORMATS:
+        raise BiomedError(f"unknown export format {model_format!r}; choose one of {', '.join(FORMATS)}")
+    if quantize is not None and model_format != "tflite":
+        raise BiomedError("--quantize applies to --format tflite only")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise BiomedError(f"unknown quantisation {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
+    out = Path(out)
+    model = load_keras_model(source.keras_file)
+    input_name, input_shape = input_spec(model)
+    extra: dict[str, Any] = {}
+    output_name = "output_0"
+    if model_format == "keras":
+        model_file = "model.keras"
+        with atomic_path(out / model_file) as tmp:
+            model.save(tmp)
+    elif model_format == "savedmodel":
+        extra["serving"] = export_savedmodel(model, out)
+        model_file, output_name = SERVING_VERSION, extra["serving"]["output_name"]
+    else:
+        model_file = "model.tflite"
+        representative = (representative_windows(source.run_dir)
+                          if quantize == "int8" and source.run_dir is not None else None)
+        convert = convert_tflite_isolated if isolated else convert_tflite
+        extra["tflite"] = convert(source.keras_file, out / model_file, quantize, representative)
+    return write_card(out, build_card(
+        model_format=model_format, model_file=model_file, input_name=input_name, input_shape=input_shape,
+        output_name=output_name, n_outputs=int(model.outputs[0].shape[-1]), source_file=source.keras_file,
+        model=source.model, seed=source.seed, selection=source.selection, extra=extra,
+        **_run_fields(source)))
+
+
+def _run_fields(source: ExportSource) -> dict[str, Any]:
+    """Card fields that come from the run folder: config, threshold, test metrics, data summary."""
+    if source.run_dir is None:
+        return {}
+    import json
+
+    run_dir = source.run_dir
+    config: ExperimentConfig = load_config(run_dir / "config.yaml")
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    rows = metrics[(metrics["model"] == source.model) & (metrics["seed"] == source.seed)]
+    test_metrics = {row["level"]: {k: _json_value(v) for k, v in row.items() if k not in
+                                   ("model", "role", "seed", "level")} for _, row in rows.iterrows()}
+    threshold = test_metrics.get("record", {}).get("threshold")
+    summary_file = run_dir / "data_summary.json"
+    summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
+    return {"config": config, "run_dir": run_dir, "threshold": threshold, "test_metrics": test_metrics,
+            "data_summary": summary}
+
+
+def _json_value(value: Any) -> Any:
+    """A metrics.csv cell as JSON: numpy scalars to Python, NaN to None."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def export_command(args: argparse.Namespace) -> None:
+    """``biomed export``: resolve the source, export it and print where it went."""
+    source = resolve_source(Path(args.source), args.model, args.seed)
+    card = export_model(source, args.format, Path(args.out), args.quantize)
+    what = f"{source.model} seed {source.seed}" if source.model else str(source.keras_file)
+    print(f"exported {what} as {args.format}{f' ({args.quantize})' if args.quantize else ''} "
+          f"into {args.out} (card: {card})")
+    if source.selection == SELECTION_NOTE:
+        print(f"note: chosen as the {SELECTION_NOTE}")

@@ -1,0 +1,146 @@
+"""``model_card.json``: what an exported model expects, predicts and was measured at.
+
+The card sits beside every export. It holds everything ``biomed predict`` needs
+to redo the training preprocessing exactly (the full preprocessing config, the
+image size), the class names, the positive class and the validation-chosen
+decision threshold, plus provenance (run folder, config hash, package version)
+and the test metrics of the run. Cards are plain JSON; building one needs no
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipelines import __version__
+from pipelines.artifacts import write_json
+from pipelines.config import ExperimentConfig, PreprocessConfig, config_hash
+from pipelines.errors import BiomedError
+from pipelines.schema import from_dict, to_dict
+
+CARD_NAME = "model_card.json"
+SCHEMA = "biomed-model-card/1"
+SELECTION_NOTE = ("best record-level test ROC-AUC in metrics.csv (the run stores test metrics only, "
+                  "so this choice is optimistic; prefer --model/--seed chosen on validation)")
+
+
+def describe_input(modality: str, shape: list[int | None], config: ExperimentConfig | None) -> str:
+    """A one-line human description of the model input (units, rate, preprocessing)."""
+    if config is None:
+        return f"{modality} input of shape {shape} (no run config: preprocessing unknown)"
+    if modality == "image":
+        image = config.data.image
+        return (f"{image.image_size[0]}x{image.image_size[1]} images with {image.channels} channel(s), "
+                f"float32 pixel values in [0, 255] (any rescaling happens inside the model)")
+    pre = config.data.preprocess
+    band = f"band-pass {pre.bandpass[0]}-{pre.bandpass[1]} Hz (Butterworth order {pre.filter_order}, " \
+           f"zero-phase)" if pre.bandpass else "no band-pass"
+    return (f"single-lead ECG window of {pre.window_samples} samples ({pre.window_s} s) at {pre.fs} Hz, "
+            f"resampled from the record's rate, {band}, per-record {pre.normalize} normalisation "
+            f"(unitless), channel axis last")
+
+
+def build_card(*, model_format: str, model_file: str, input_name: str, input_shape: list[int | None],
+               output_name: str, n_outputs: int, config: ExperimentConfig | None = None,
+               run_dir: Path | None = None, source_file: Path, model: str | None = None,
+               seed: int | None = None, threshold: float | None = None,
+               test_metrics: dict[str, dict[str, Any]] | None = None,
+               data_summary: dict[str, Any] | None = None, selection: str | None = None,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Assemble the card of one export.
+
+    Args:
+        model_format: "keras", "savedmodel" or "tflite".
+        model_file: the artefact's path relative to the export folder.
+        input_name: name of the model input (the serving signature's input key).
+        input_shape: input shape with ``None`` for the batch axis.
+        output_name: name of the output (softmax probabilities).
+        n_outputs: number of classes the model scores.
+        config: the run's resolved config (None for a bare ``.keras`` file).
+        run_dir: the run folder the model comes from, if any.
+        source_file: the ``.keras`` file exported.
+        model: model label inside the run.
+        seed: training seed inside the run.
+        threshold: record-level decision threshold chosen on validation (binary tasks).
+        test_metrics: test metrics per level ("window", "record") from metrics.csv.
+        data_summary: the run's data_summary.json.
+        selection: how the model × seed was chosen.
+        extra: format-specific fields (serving signature, TFLite details).
+
+    Returns:
+        The card as a JSON-serialisable dict.
+    """
+    modality = ("image" if len(input_shape) == 4 else "ecg") if config is None else config.data.modality
+    classes = list(config.data.task.classes) if config else [f"class_{i}" for i in range(n_outputs)]
+    positive = None
+    if len(classes) == 2:
+        positive = config.data.task.positive if config and config.data.task.positive else classes[1]
+    return {
+        "schema": SCHEMA,
+        "format": model_format,
+        "model_file": model_file,
+        "model": model,
+        "seed": seed,
+        "modality": modality,
+        "input": {"name": input_name, "shape": input_shape, "dtype": "float32",
+                  "description": describe_input(modality, input_shape, config)},
+        "output": {"name": output_name, "shape": [None, n_outputs], "dtype": "float32",
+                   "description": f"softmax probabilities over classes in order {classes}"},
+        "preprocess": to_dict(config.data.preprocess) if config and modality == "ecg" else None,
+        "image": to_dict(config.data.image) if config and modality == "image" else None,
+        "channel": config.data.channel if config else 0,
+        "classes": classes,
+        "positive_class": positive,
+        "threshold": threshold,
+        "threshold_note": ("record-level threshold maximising F1 on the validation split; predict "
+                           "applies it to the mean window probability of a record" if threshold is not None
+                           else "none: the predicted class is the argmax"),
+        "selection": selection,
+        "test_metrics": test_metrics or {},
+        "data_summary": data_summary,
+        "config_hash": config_hash(config) if config else None,
+        "data_config_hash": config_hash(config.data) if config else None,
+        "package_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": {"run_dir": str(run_dir) if run_dir else None, "model_file": str(source_file)},
+        **(extra or {}),
+    }
+
+
+def write_card(folder: Path, card: dict[str, Any]) -> Path:
+    """Write ``card`` as ``folder/model_card.json`` (atomically) and return its path."""
+    return write_json(Path(folder) / CARD_NAME, card)
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """Read a card from a file or from ``CARD_NAME`` inside a folder.
+
+    Raises:
+        BiomedError: no card there, or not a biomed model card.
+    """
+    path = Path(path)
+    file = path / CARD_NAME if path.is_dir() else path
+    if not file.is_file():
+        raise BiomedError(f"no {CARD_NAME} at {path}: export the model with `biomed export` first")
+    try:
+        card = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise BiomedError(f"{file}: not valid JSON ({err})") from None
+    if not isinstance(card, dict) or card.get("schema") != SCHEMA:
+        raise BiomedError(f"{file}: not a biomed model card (expected schema {SCHEMA!r})")
+    return card
+
+
+def card_preprocess(card: dict[str, Any]) -> PreprocessConfig:
+    """The ECG preprocessing config recorded in ``card``.
+
+    Raises:
+        BiomedError: the card has none (exported from a bare ``.keras`` file).
+    """
+    if not card.get("preprocess"):
+        raise BiomedError("the model card has no preprocessing config (exported from a bare .keras "
+                          "file?); export from the run folder so predict can redo the preprocessing")
+    return from_dict(PreprocessConfig, card["preprocess"], "model_card.preprocess")

@@ -1,0 +1,344 @@
+"""``biomed predict``: score new ECG records or images with an exported model.
+
+ECG records of any length are preprocessed with the card's config by the same
+``clean_signal``/``make_windows`` code as training, but with sliding windows
+(the card's stride, or half a window) plus one window aligned to the end, so
+the whole record is scored. Window probabilities are averaged per record
+(:func:`pipelines.metrics.aggregate_by_record`, as in evaluation) and the
+card's validation threshold decides binary tasks (argmax otherwise).
+
+Inputs are processed in chunks and the CSVs are written as they go; a bad
+input is skipped and listed in ``<out>_skipped.csv`` with its reason. Three
+backends (``.keras``, SavedModel, ``.tflite``) share the :class:`Predictor`
+interface.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol
+
+import numpy as np
+import pandas as pd
+
+from pipelines.artifacts import atomic_path
+from pipelines.errors import BiomedError, RecordError
+from pipelines.metrics import aggregate_by_record
+from pipelines.model_card import CARD_NAME, card_preprocess, read_card
+
+WFDB_SUFFIXES = (".hea", ".dat", ".mat")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+CHUNK_RECORDS = 64
+PROGRESS_EVERY = 100
+Echo = Callable[[str], None]
+
+
+class Predictor(Protocol):
+    """A loaded model: model-ready float32 inputs in, class probabilities ``(n, n_classes)`` out."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities for a batch of model-ready inputs."""
+
+
+class KerasPredictor:
+    """A ``.keras`` model, loaded in safe mode."""
+
+    def __init__(self, path: Path) -> None:
+        from pipelines.export import load_keras_model
+
+        self.model = load_keras_model(path)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(self.model.predict_on_batch(x), np.float32)
+
+
+class SavedModelPredictor:
+    """A SavedModel folder, called through its serving signature."""
+
+    def __init__(self, path: Path, signature: str = "serving_default") -> None:
+        import tensorflow as tf
+
+        self._tf = tf
+        self._loaded = tf.saved_model.load(str(path))  # keep a reference: it owns the variables
+        self.fn = self._loaded.signatures[signature]
+        self.input_name = next(iter(self.fn.structured_input_signature[1]))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        outputs = self.fn(**{self.input_name: self._tf.constant(x, self._tf.float32)})
+        return next(iter(outputs.values())).numpy().astype(np.float32)
+
+
+class TFLitePredictor:
+    """A ``.tflite`` model: resizes a dynamic batch axis (or loops at a static one), (de)quantises int8 I/O."""
+
+    def __init__(self, path: Path) -> None:
+        import tensorflow as tf
+
+        try:
+            self.interpreter = tf.lite.Interpreter(model_path=str(path))
+            self.interpreter.allocate_tensors()
+        except (RuntimeError, ValueError) as err:
+            raise BiomedError(f"cannot run {path} with this TFLite runtime ({str(err)[:200]}); a model "
+                              f"converted with Select TF ops needs the Flex delegate") from None
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.dynamic = int(self.input["shape_signature"][0]) == -1
+        self.batch = int(self.input["shape"][0])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        if self.dynamic:
+            return self._invoke(x)
+        return np.concatenate([self._invoke(x[i:i + self.batch]) for i in range(0, len(x), self.batch)])
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        if self.dynamic and tuple(self.input["shape"]) != x.shape:
+            self.interpreter.resize_tensor_input(self.input["index"], x.shape)
+            self.interpreter.allocate_tensors()
+            self.input = self.interpreter.get_input_details()[0]
+            self.output = self.interpreter.get_output_details()[0]
+        self.interpreter.set_tensor(self.input["index"], _quantize(x, self.input))
+        self.interpreter.invoke()
+        return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
+
+
+def _quantize(x: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    scale, zero = details["quantization"]
+    if details["dtype"] == np.float32 or not scale:
+        return x.astype(details["dtype"])
+    info = np.iinfo(details["dtype"])
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(details["dtype"])
+
+
+def _dequantize(y: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    scale, zero = details["quantization"]
+    if details["dtype"] == np.float32 or not scale:
+        return y.astype(np.float32)
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+def load_predictor(model: Path) -> tuple[Predictor, dict[str, Any]]:
+    """Load an export folder (card + artefact) or a model file with a card beside it.
+
+    Returns:
+        The predictor of the artefact's format and the model card.
+    """
+    model = Path(model)
+    if not model.exists():
+        raise BiomedError(f"model {model} does not exist")
+    card = read_card(model if model.is_dir() else model.parent / CARD_NAME)
+    artefact = model / card["model_file"] if model.is_dir() else model
+    if artefact.suffix == ".keras":
+        return KerasPredictor(artefact), card
+    if artefact.suffix == ".tflite":
+        return TFLitePredictor(artefact), card
+    if (artefact / "saved_model.pb").is_file():
+        return SavedModelPredictor(artefact, card.get("serving", {}).get("signature", "serving_default")), card
+    raise BiomedError(f"{artefact}: not a .keras file, a .tflite file or a SavedModel folder")
+
+
+def prediction_windows(signal: np.ndarray, fs: float, card: dict[str, Any]) -> np.ndarray:
+    """Preprocess one record as in training and cut it into windows covering the whole record.
+
+    The stride is the card's ``stride_s`` (half a window when training took one
+    window per record); when the strides leave a tail, a last window aligned to
+    the record's end is added.
+    """
+    from pipelines.preprocess import clean_signal, make_windows
+
+    pre = card_preprocess(card)
+    window = pre.window_samples
+    stride = max(1, int(round(pre.stride_s * pre.fs))) if pre.stride_s else max(1, window // 2)
+    clean = clean_signal(signal, fs, pre)
+    windows = make_windows(clean, window, stride, pad=pre.pad)
+    if len(clean) > window and (len(clean) - window) % stride:
+        windows = np.concatenate([windows, clean[None, -window:]])
+    return windows.astype(np.float32)
+
+
+def load_image(path: Path, card: dict[str, Any]) -> np.ndarray:
+    """Decode one image file and resize it to the card's size: float32 ``(1, H, W, C)`` in [0, 255]."""
+    import tensorflow as tf
+
+    image = card.get("image") or {}
+    height, width = image.get("image_size") or card["input"]["shape"][1:3]
+    channels = image.get("channels") or card["input"]["shape"][3]
+    try:
+        decoded = tf.io.decode_image(tf.io.read_file(str(path)), channels=channels, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
+        raise RecordError(f"cannot decode image: {err.message.splitlines()[0][:160]}") from None
+    resized = tf.image.resize(tf.cast(decoded, tf.float32), (height, width))
+    return resized.numpy()[None].astype(np.float32)
+
+
+def expand_inputs(inputs: Iterable[str], modality: str) -> Iterator[Path]:
+    """Input paths one by one: folders expand (sorted) to their WFDB records or image files.
+
+    WFDB record paths are returned without extension; paths that do not exist
+    are returned as given (and skipped later with a reason).
+    """
+    seen: set[Path] = set()
+    for path in (p for item in inputs for p in _expand(Path(item), modality)):
+        if path not in seen:
+            seen.add(path)
+            yield path
+
+
+def _expand(path: Path, modality: str) -> Iterator[Path]:
+    if path.is_dir():
+        if modality == "image":
+            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield from (p.with_suffix("") for p in sorted(path.glob("*.hea")))
+    elif modality == "ecg" and path.suffix.lower() in WFDB_SUFFIXES:
+        yield path.with_suffix("")
+    else:
+        yield path
+
+
+def model_inputs_of(path: Path, card: dict[str, Any]) -> np.ndarray:
+    """The model-ready inputs of one input path (ECG windows ``(n, T, 1)`` or one image).
+
+    Raises:
+        RecordError: the input cannot be read or preprocessed.
+    """
+    if card["modality"] == "image":
+        if not path.is_file():
+            raise RecordError("no such image file")
+        return load_image(path, card)
+    from pipelines.ecg_sources import RecordRef, read_signal
+
+    if not path.with_suffix(".hea").is_file():
+        raise RecordError("no WFDB header (.hea) at this path")
+    signal, fs = read_signal(RecordRef(path.name, str(path), None, path.name), card.get("channel", 0))
+    return prediction_windows(signal, fs, card)[..., None]
+
+
+@dataclasses.dataclass
+class PredictionSummary:
+    """What one prediction pass did: records scored and skipped, and the files written."""
+
+    scored: int
+    skipped: int
+    files: dict[str, Path]
+
+
+def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[str], out: Path, *,
+                   per_window: bool = False, batch_size: int = 256, chunk_records: int = CHUNK_RECORDS,
+                   progress_every: int = PROGRESS_EVERY, echo: Echo = print) -> PredictionSummary:
+    """Score every input and write ``out`` (per record), ``<out>_skipped.csv`` and optionally ``<out>_windows.csv``.
+
+    Args:
+        predictor: the loaded model.
+        card: its model card.
+        inputs: record paths/folders (ECG) or image files/folders.
+        out: the per-record CSV: ``record, path, n_windows, prob_<class>..., predicted``.
+        per_window: also write one row per window.
+        batch_size: windows per model call.
+        chunk_records: records preprocessed and scored together (bounds memory).
+        progress_every: print a progress line every this many records.
+        echo: where progress lines go.
+
+    Returns:
+        Counts of scored and skipped records and the paths written.
+    """
+    out = Path(out)
+    files = {"records": out, "skipped": out.with_name(f"{out.stem}_skipped.csv")}
+    if per_window:
+        files["windows"] = out.with_name(f"{out.stem}_windows.csv")
+    scored = skipped = 0
+    with contextlib.ExitStack() as stack:
+        handles = {k: stack.enter_context(_csv_stream(path)) for k, path in files.items()}
+        paths = expand_inputs(inputs, card["modality"])
+        while chunk := [p for _, p in zip(range(chunk_records), paths)]:
+            windows, problems = _score_chunk(predictor, card, chunk, batch_size)
+            records = _record_rows(windows, card)
+            handles["records"].write(records)
+            handles["skipped"].write(pd.DataFrame(problems, columns=["record", "path", "reason"]))
+            if per_window:
+                handles["windows"].write(windows.drop(columns=["split", "y_true"]).rename(
+                    columns={"record": "path", "name": "record"}))
+            before = scored + skipped
+            scored, skipped = scored + len(records), skipped + len(problems)
+            if (scored + skipped) // progress_every > before // progress_every:
+                echo(f"  {scored + skipped} inputs: {scored} scored, {skipped} skipped")
+    echo(f"scored {scored} input(s), skipped {skipped}: {out}")
+    return PredictionSummary(scored, skipped, files)
+
+
+def _score_chunk(predictor: Predictor, card: dict[str, Any], chunk: list[Path], batch_size: int
+                 ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """Preprocess and score the inputs of one chunk; returns window rows and skipped inputs."""
+    arrays, names, paths, problems = [], [], [], []
+    for path in chunk:
+        try:
+            arrays.append(model_inputs_of(path, card))
+            names.append(path.stem if card["modality"] == "image" else path.name)
+            paths.append(str(path))
+        except RecordError as err:
+            problems.append({"record": path.stem, "path": str(path), "reason": str(err)})
+        except Exception as err:  # one bad input never stops the batch
+            problems.append({"record": path.stem, "path": str(path),
+                             "reason": f"unexpected {type(err).__name__}: {err}"})
+    prob_columns = [f"prob_{c}" for c in card["classes"]]
+    counts = [len(a) for a in arrays]
+    frame = pd.DataFrame({"split": "predict", "record": np.repeat(paths, counts),
+                          "name": np.repeat(names, counts),
+                          "window": np.concatenate([np.arange(n) for n in counts]) if counts else [],
+                          "y_true": -1})
+    x = np.concatenate(arrays) if arrays else np.zeros((0, 1), np.float32)
+    probs = [predictor.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    frame[prob_columns] = np.concatenate(probs) if probs else np.zeros((0, len(prob_columns)))
+    return frame, problems
+
+
+def _record_rows(windows: pd.DataFrame, card: dict[str, Any]) -> pd.DataFrame:
+    """Per-record mean probabilities (the evaluation's aggregation), window counts and the decision."""
+    classes = card["classes"]
+    prob_columns = [f"prob_{c}" for c in classes]
+    records = aggregate_by_record(windows[["split", "record", "y_true", *prob_columns]])
+    grouped = windows.groupby("record", sort=False)
+    records.insert(2, "n_windows", grouped.size().to_numpy())
+    records.insert(2, "path", records["record"])
+    records["record"] = grouped["name"].first().to_numpy()
+    probs = records[prob_columns].to_numpy()
+    threshold, positive = card.get("threshold"), card.get("positive_class")
+    if len(classes) == 2 and threshold is not None and positive in classes:
+        index = classes.index(positive)
+        predicted = np.where(probs[:, index] >= threshold, index, 1 - index)
+    else:
+        predicted = probs.argmax(axis=1)
+    records["predicted"] = np.asarray(classes, dtype=object)[predicted]
+    return records.drop(columns=["split", "y_true"])
+
+
+class _CsvStream:
+    """Append DataFrames to one CSV, writing the header once."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.header = handle, True
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.header or len(frame):
+            frame.to_csv(self.handle, header=self.header, index=False)
+            self.header = False
+
+
+@contextlib.contextmanager
+def _csv_stream(path: Path) -> Iterator[_CsvStream]:
+    """A CSV written chunk by chunk into a temporary file, renamed onto ``path`` when complete."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        yield _CsvStream(handle)
+
+
+def predict_command(args: argparse.Namespace) -> None:
+    """``biomed predict``: load the model and its card, score the inputs, write the CSVs."""
+    if args.batch_size < 1:
+        raise BiomedError("--batch-size must be at least 1")
+    predictor, card = load_predictor(Path(args.model))
+    summary = predict_inputs(predictor, card, args.inputs, Path(args.out), per_window=args.per_window,
+                             batch_size=args.batch_size)
+    if summary.skipped:
+        print(f"skipped inputs and reasons: {summary.files['skipped']}")
