@@ -21,6 +21,7 @@ calibration of LSTM layers); a crash becomes a readable error.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import multiprocessing
 import shutil
@@ -163,7 +164,7 @@ def export_savedmodel(model: Any, folder: Path, batch: int | None = None) -> dic
         batch: a static batch size for the signature (None: any batch size).
 
     Returns:
-        The serving description for the card: signature, endpoint, input and output names.
+        The serving description for the card: signature, endpoint and input name.
     """
     import tensorflow as tf
 
@@ -174,14 +175,13 @@ def export_savedmodel(model: Any, folder: Path, batch: int | None = None) -> dic
     tmp = Path(tempfile.mkdtemp(prefix=".savedmodel-", dir=target.parent))
     try:
         model.export(str(tmp / "model"), format="tf_saved_model", input_signature=[spec], verbose=False)
-        outputs = tf.saved_model.load(str(tmp / "model")).signatures[SIGNATURE].structured_outputs
         if target.exists():
             shutil.rmtree(target)
         (tmp / "model").rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"signature": SIGNATURE, "endpoint": ENDPOINT, "version_folder": SERVING_VERSION,
-            "input_name": name, "output_name": next(iter(outputs))}
+            "input_name": name}
 
 
 def convert_tflite(keras_file: Path, out_file: Path, quantize: str | None = None,
@@ -328,8 +328,12 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
         with atomic_path(out / model_file) as tmp:
             model.save(tmp)
     elif model_format == "savedmodel":
+        import tensorflow as tf
+
         extra["serving"] = export_savedmodel(model, out)
-        model_file, output_name = SERVING_VERSION, extra["serving"]["output_name"]
+        model_file = SERVING_VERSION
+        signature = tf.saved_model.load(str(out / model_file)).signatures[SIGNATURE]
+        output_name = extra["serving"]["output_name"] = next(iter(signature.structured_outputs))
     else:
         model_file = "model.tflite"
         representative = (representative_windows(source.run_dir)
@@ -347,8 +351,6 @@ def _run_fields(source: ExportSource) -> dict[str, Any]:
     """Card fields that come from the run folder: config, threshold, test metrics, data summary."""
     if source.run_dir is None:
         return {}
-    import json
-
     run_dir = source.run_dir
     config: ExperimentConfig = load_config(run_dir / "config.yaml")
     metrics = pd.read_csv(run_dir / "metrics.csv")

@@ -249,6 +249,7 @@ def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[
     if per_window:
         files["windows"] = out.with_name(f"{out.stem}_windows.csv")
     scored = skipped = 0
+    probs = [f"prob_{c}" for c in card["classes"]]
     with contextlib.ExitStack() as stack:
         handles = {k: stack.enter_context(_csv_stream(path)) for k, path in files.items()}
         paths = expand_inputs(inputs, card["modality"])
@@ -259,7 +260,7 @@ def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[
             handles["skipped"].write(pd.DataFrame(problems, columns=["record", "path", "reason"]))
             if per_window:
                 handles["windows"].write(windows.drop(columns=["split", "y_true"]).rename(
-                    columns={"record": "path", "name": "record"}))
+                    columns={"record": "path", "name": "record"})[["record", "path", "window", *probs]])
             before = scored + skipped
             scored, skipped = scored + len(records), skipped + len(problems)
             if (scored + skipped) // progress_every > before // progress_every:

@@ -1,0 +1,128 @@
+"""Export: Keras/SavedModel/TFLite parity for every ECG model, quantisation, safe mode, source selection."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.errors import BiomedError
+from pipelines.export import (ExportSource, convert_tflite, export_model, load_keras_model, resolve_source,
+                              select_model)
+from pipelines.model_card import read_card
+from pipelines.predict import SavedModelPredictor, TFLitePredictor, load_predictor
+
+FS, T = 50.0, 250
+TINY = {"cnn": {"filters": 4, "depth": 2}, "crnn": {"filters": 4, "depth": 2, "units": 4},
+        "acrnn": {"filters": 4, "depth": 2, "units": 4, "attention_units": 4},
+        "resnet1d": {"filters": 4, "depth": 2}, "mina": {"filters": 4, "units": 4, "attention_units": 4}}
+PARITY_ATOL = 1e-4          # float32 SavedModel / TFLite vs the in-memory Keras model
+QUANT_MAX_DIFF = {"dynamic": 0.05, "float16": 0.01, "int8": 0.1}   # max |Δ probability|
+
+
+def _inputs(n: int = 6, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, T, 1)).astype(np.float32)
+
+
+def _saved(tmp_path, name: str):
+    from pipelines.modeling import get_model
+
+    model = get_model(name).build((T, 1), 2, fs=FS, **TINY[name])
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    return model, path
+
+
+# MINA's TFLite parity is not checked: its BandFilterBank filters by FFT (RFFT/IRFFT/Complex), which
+# are not TFLite builtins, so it converts only with Select TF ops that this Python runtime cannot run.
+@pytest.mark.parametrize("name,tflite", [("cnn", True), ("crnn", True), ("acrnn", True),
+                                         ("resnet1d", True), ("mina", False)])
+def test_keras_savedmodel_tflite_match_in_memory_model(tmp_path, name, tflite):
+    import tensorflow as tf
+
+    model, path = _saved(tmp_path, name)
+    x = _inputs()
+    expected = model.predict(x, verbose=0)
+
+    card = read_card(export_model(ExportSource(path), "keras", tmp_path / "k"))
+    assert card["input"]["shape"] == [None, T, 1] and card["format"] == "keras"
+    np.testing.assert_allclose(load_keras_model(tmp_path / "k" / "model.keras").predict(x, verbose=0),
+                               expected, atol=PARITY_ATOL)
+
+    card = read_card(export_model(ExportSource(path), "savedmodel", tmp_path / "sm"))
+    serving = card["serving"]
+    assert (tmp_path / "sm" / "1" / "saved_model.pb").is_file() and serving["signature"] == "serving_default"
+    reloaded = tf.saved_model.load(str(tmp_path / "sm" / "1"))
+    out = reloaded.signatures["serving_default"](**{serving["input_name"]: tf.constant(x)})
+    np.testing.assert_allclose(out[serving["output_name"]].numpy(), expected, atol=PARITY_ATOL)
+    np.testing.assert_allclose(SavedModelPredictor(tmp_path / "sm" / "1").predict(x), expected,
+                               atol=PARITY_ATOL)
+
+    if not tflite:
+        return
+    info = convert_tflite(path, tmp_path / "m.tflite")
+    assert info["quantization"] == "none"
+    np.testing.assert_allclose(TFLitePredictor(tmp_path / "m.tflite").predict(x), expected, atol=PARITY_ATOL)
+
+
+@pytest.mark.parametrize("quantize", ["dynamic", "float16", "int8"])
+def test_quantised_tflite_stays_close(tmp_path, quantize):
+    model, path = _saved(tmp_path, "cnn")
+    x = _inputs(32, seed=1)
+    info = convert_tflite(path, tmp_path / "q.tflite", quantize, representative=_inputs(64, seed=2))
+    assert info["quantization"] == quantize
+    got = TFLitePredictor(tmp_path / "q.tflite").predict(x)
+    assert np.abs(got - model.predict(x, verbose=0)).max() <= QUANT_MAX_DIFF[quantize]
+    if quantize == "int8":
+        assert info["io_dtype"] == "int8"
+    assert (tmp_path / "q.tflite").stat().st_size < (tmp_path / "cnn.keras").stat().st_size
+
+
+def test_int8_without_a_run_folder_is_refused(tmp_path):
+    _, path = _saved(tmp_path, "cnn")
+    with pytest.raises(BiomedError, match="representative"):
+        convert_tflite(path, tmp_path / "q.tflite", "int8")
+
+
+def test_lambda_model_is_refused_in_safe_mode(tmp_path, capsys):
+    import keras
+
+    from pipelines.cli import main
+
+    inputs = keras.Input((T, 1), name="ecg")
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Lambda(lambda v: v * 2)(inputs))
+    path = tmp_path / "evil.keras"
+    keras.Model(inputs, outputs).save(path)
+    with pytest.raises(BiomedError, match="safe mode"):
+        load_keras_model(path)
+    assert main(["export", str(path), "--format", "savedmodel", "--out", str(tmp_path / "out")]) == 2
+    assert "safe mode" in capsys.readouterr().err
+    (tmp_path / "model_card.json").write_text(json.dumps({"schema": "biomed-model-card/1"}))
+    with pytest.raises(BiomedError, match="safe mode"):
+        load_predictor(path)
+
+
+def test_scikit_learn_model_folder_is_refused(tmp_path):
+    folder = tmp_path / "models" / "expert_lr" / "seed_0"
+    folder.mkdir(parents=True)
+    (folder / "model.joblib").write_bytes(b"")
+    (folder / "info.json").write_text("{}")
+    with pytest.raises(BiomedError, match="scikit-learn"):
+        resolve_source(folder)
+
+
+def test_select_model_picks_best_keras_record_roc_auc(tmp_path):
+    rows = [("cnn", 0, 0.70), ("cnn", 1, 0.80), ("mina", 0, 0.75), ("expert_rf", 0, 0.99)]
+    frame = pd.DataFrame([{"model": m, "role": "deep", "seed": s, "level": level, "roc_auc": auc,
+                           "threshold": 0.4} for m, s, auc in rows for level in ("window", "record")])
+    frame.to_csv(tmp_path / "metrics.csv", index=False)
+    for model, seed, _ in rows[:3]:
+        folder = tmp_path / "models" / model / f"seed_{seed}"
+        folder.mkdir(parents=True)
+        (folder / "model.keras").write_bytes(b"")
+    assert select_model(tmp_path, None, None)[:2] == ("cnn", 1)
+    assert select_model(tmp_path, "mina", None)[:2] == ("mina", 0)
+    with pytest.raises(BiomedError, match="scikit-learn"):
+        select_model(tmp_path, "expert_rf", None)
