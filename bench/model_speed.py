@@ -4,7 +4,10 @@ Random windows, default hyperparameters (or ``--param`` overrides), Adam and
 sparse categorical cross-entropy as the runner compiles them. Each model gets
 warm-up steps, then ``--steps`` timed ``train_on_batch`` calls and one timed
 ``predict`` over ``--steps`` batches; the best of ``--repeats`` timings is kept
-to damp noise from other processes.
+to damp noise from other processes. Besides wall-clock windows/s it reports the
+process CPU time per window (all threads), which other processes sharing the
+CPU disturb much less: on an idle machine with C cores, wall-clock throughput
+lies between ``1000 / cpu_ms`` and ``C * 1000 / cpu_ms`` windows/s.
 
 Example:
     python -m bench.model_speed --models mina cnn --batch 128 --steps 10 --out speed.json
@@ -37,18 +40,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-classes", type=int, default=4)
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                         help="hyperparameter override (JSON value) for every model that has it")
+    parser.add_argument("--jit-compile", action="store_true", help="compile with XLA")
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     return parser.parse_args(argv)
 
 
-def best_time(fn: Callable[[], Any], repeats: int) -> float:
-    """Smallest wall-clock time of ``repeats`` calls of ``fn``, in seconds."""
-    times = []
+def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """Smallest wall-clock and smallest process CPU time of ``repeats`` calls of ``fn``, in s."""
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return min(wall), min(cpu)
 
 
 def measure(name: str, args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -56,7 +61,8 @@ def measure(name: str, args: argparse.Namespace, overrides: dict[str, Any]) -> d
     spec = get_model(name)
     params = {k: v for k, v in overrides.items() if k in spec.defaults}
     model = spec.build((args.window_samples, 1), args.n_classes, fs=args.fs, seed=0, **params)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  jit_compile=args.jit_compile)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch * args.steps, args.window_samples, 1), dtype=np.float32)
     y = rng.integers(0, args.n_classes, len(x))
@@ -68,12 +74,15 @@ def measure(name: str, args: argparse.Namespace, overrides: dict[str, Any]) -> d
 
     for xb, yb in batches[:args.warmup]:
         model.train_on_batch(xb, yb)
-    train_s = best_time(train, args.repeats)
+    train_s, train_cpu = best_time(train, args.repeats)
     model.predict(x[:args.batch], batch_size=args.batch, verbose=0)
-    infer_s = best_time(lambda: model.predict(x, batch_size=args.batch, verbose=0), args.repeats)
+    infer_s, infer_cpu = best_time(lambda: model.predict(x, batch_size=args.batch, verbose=0),
+                                   args.repeats)
     return {"model": name, "params": int(model.count_params()), "hyperparameters": params,
             "train_windows_per_s": round(len(x) / train_s, 1),
-            "infer_windows_per_s": round(len(x) / infer_s, 1)}
+            "infer_windows_per_s": round(len(x) / infer_s, 1),
+            "train_cpu_ms_per_window": round(1000 * train_cpu / len(x), 3),
+            "infer_cpu_ms_per_window": round(1000 * infer_cpu / len(x), 3)}
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -83,11 +92,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     names = args.models or [n for n in model_names("ecg") if get_model(n).family == "keras"]
     rows = [measure(name, args, overrides) for name in names]
     print(f"batch {args.batch}, T = {args.window_samples} ({args.window_samples / args.fs:g} s "
-          f"at {args.fs:g} Hz), {args.steps} timed batches, best of {args.repeats}")
-    print(f"{'model':<10} {'params':>9} {'train w/s':>10} {'infer w/s':>10}")
+          f"at {args.fs:g} Hz), {args.steps} timed batches, best of {args.repeats}, "
+          f"XLA {'on' if args.jit_compile else 'off'}")
+    print(f"{'model':<10} {'params':>9} {'train w/s':>10} {'infer w/s':>10} "
+          f"{'train cpu-ms/w':>15} {'infer cpu-ms/w':>15}")
     for row in rows:
         print(f"{row['model']:<10} {row['params']:>9} {row['train_windows_per_s']:>10.1f} "
-              f"{row['infer_windows_per_s']:>10.1f}")
+              f"{row['infer_windows_per_s']:>10.1f} {row['train_cpu_ms_per_window']:>15.3f} "
+              f"{row['infer_cpu_ms_per_window']:>15.3f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()},

@@ -74,7 +74,7 @@ class BandFilterBank(layers.Layer):
     one zero-padded FFT convolution, which gives exactly the output of a
     ``padding="same"`` Conv1D with a ``(numtaps, 1, K)`` kernel (up to float
     round-off) but is several times faster on CPU for 1-second-long filters.
-    Computed in float32 even under mixed precision.
+    Its dtype policy defaults to float32 (FFTs need it), also under mixed precision.
 
     Args:
         fs: Sampling rate in Hz.
@@ -84,14 +84,15 @@ class BandFilterBank(layers.Layer):
 
     def __init__(self, fs: float, bands: Sequence[Sequence[Any]] = DEFAULT_BANDS,
                  filter_seconds: float = 1.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**{"dtype": "float32", **kwargs})
         self.fs = float(fs)
         self.bands = [list(band) for band in bands]
         self.filter_seconds = float(filter_seconds)
 
     def build(self, input_shape: tuple[int, ...]) -> None:
         if input_shape[-1] != 1 or input_shape[1] is None:
-            raise ValueError(f"BandFilterBank needs a fixed-length (T, 1) window, got {input_shape}")
+            raise ValueError(f"BandFilterBank needs a fixed-length (T, 1) window, "
+                             f"got {input_shape}")
         taps = design_filter_bank(self.fs, self.bands, self.filter_seconds)
         self.taps = self.add_weight(name="taps", shape=taps.shape, trainable=False, dtype="float32",
                                     initializer=keras.initializers.Constant(taps))
@@ -99,14 +100,13 @@ class BandFilterBank(layers.Layer):
 
     def call(self, inputs: Any) -> Any:
         length = inputs.shape[1]
-        signal = ops.cast(ops.squeeze(inputs, axis=-1), "float32")              # (B, T)
+        signal = ops.squeeze(inputs, axis=-1)                                    # (B, T)
         x_re, x_im = ops.rfft(ops.expand_dims(signal, 1), fft_length=self.n_fft)  # (B, 1, F)
         h_re, h_im = ops.rfft(ops.transpose(self.taps), fft_length=self.n_fft)   # (K, F)
         product = (x_re * h_re - x_im * h_im, x_re * h_im + x_im * h_re)
         filtered = ops.irfft(product, fft_length=self.n_fft)                     # (B, K, n_fft)
         delay = (self.taps.shape[0] - 1) // 2
-        out = ops.transpose(filtered[:, :, delay:delay + length], (0, 2, 1))
-        return ops.cast(out, self.compute_dtype)
+        return ops.transpose(filtered[:, :, delay:delay + length], (0, 2, 1))
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int | None, ...]:
         return (*input_shape[:-1], len(self.bands))
@@ -118,7 +118,7 @@ class BandFilterBank(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="biomed")
 class BeatKnowledge(layers.Layer):
-    """Beat knowledge ``|x[t] - x[t-1]|`` along time for every channel: ``(B, T, K) -> (B, T, K)``."""
+    """Beat knowledge ``|x[t] - x[t-1]|`` along time, every channel: ``(B, T, K) -> (B, T, K)``."""
 
     def call(self, inputs: Any) -> Any:
         diff = ops.abs(inputs[:, 1:] - inputs[:, :-1])

@@ -20,15 +20,16 @@ class AttentionPooling(layers.Layer):
 
     Scores follow Bahdanau-style attention, ``v^T tanh(W h_s + U k_s + b)``, where
     ``h_s`` are the features at step ``s`` and ``k_s`` optional knowledge features
-    at the same step (concatenating knowledge into the score, as in MINA). The
-    weights are a softmax over the steps, so they sum to 1.
+    at the same step (concatenating knowledge into the score, as in MINA); with
+    ``units=0`` the score is linear, ``w^T h_s + u^T k_s + b`` (cheaper on long
+    inputs). The weights are a softmax over the steps, so they sum to 1.
 
     Call with ``features`` of shape ``(..., S, D)`` or ``[features, knowledge]``
     with knowledge of shape ``(..., S, Dk)``. Returns ``(pooled, weights)`` of
     shapes ``(..., D)`` and ``(..., S)``.
 
     Args:
-        units: Width of the hidden scoring layer.
+        units: Width of the hidden scoring layer; 0 for a linear score.
         kernel_regularizer: Regularizer for ``W`` and ``U``.
     """
 
@@ -38,23 +39,26 @@ class AttentionPooling(layers.Layer):
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
 
     def build(self, input_shape: Any) -> None:
-        guided = isinstance(input_shape, (list, tuple)) and isinstance(input_shape[0], (list, tuple))
+        guided = isinstance(input_shape[0], (list, tuple))        # [features, knowledge] shapes
         feature_shape = input_shape[0] if guided else input_shape
-        self.w = self.add_weight(name="w", shape=(feature_shape[-1], self.units),
+        width = self.units or 1
+        self.w = self.add_weight(name="w", shape=(feature_shape[-1], width),
                                  initializer="glorot_uniform", regularizer=self.kernel_regularizer)
-        self.u = (self.add_weight(name="u", shape=(input_shape[1][-1], self.units),
+        self.u = (self.add_weight(name="u", shape=(input_shape[1][-1], width),
                                   initializer="glorot_uniform", regularizer=self.kernel_regularizer)
                   if guided else None)
-        self.b = self.add_weight(name="b", shape=(self.units,), initializer="zeros")
-        self.v = self.add_weight(name="v", shape=(self.units, 1), initializer="glorot_uniform")
+        self.b = self.add_weight(name="b", shape=(width,), initializer="zeros")
+        self.v = (self.add_weight(name="v", shape=(self.units, 1), initializer="glorot_uniform")
+                  if self.units else None)
 
     def call(self, inputs: Any) -> tuple[Any, Any]:
         features = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
-        hidden = _project(features, self.w) + self.b
+        scores = _project(features, self.w) + self.b
         if self.u is not None:
-            hidden = hidden + _project(inputs[1], self.u)
-        scores = ops.squeeze(_project(ops.tanh(hidden), self.v), axis=-1)
-        weights = ops.softmax(scores, axis=-1)
+            scores = scores + _project(inputs[1], self.u)
+        if self.v is not None:
+            scores = _project(ops.tanh(scores), self.v)
+        weights = ops.softmax(ops.squeeze(scores, axis=-1), axis=-1)
         pooled = ops.sum(features * ops.expand_dims(weights, -1), axis=-2)
         return pooled, weights
 
@@ -136,7 +140,10 @@ class Segment(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="biomed")
 class ChannelEmbedding(layers.Layer):
-    """Add a learned vector per channel to ``(B, K, D)``, so channel-shared weights can tell channels apart."""
+    """Add a learned vector per channel to ``(B, K, D)``.
+
+    Lets layers whose weights are shared across channels tell the channels apart.
+    """
 
     def build(self, input_shape: tuple[int, ...]) -> None:
         self.embedding = self.add_weight(name="embedding", shape=tuple(input_shape[1:]),

@@ -98,6 +98,11 @@ def keras_cache_dir() -> Path:
     return Path(keras_home()) / "models"
 
 
+def is_pretrained(weights: str | None) -> bool:
+    """Whether the ``weights`` hyperparameter loads weights (anything but ``none``)."""
+    return weights is not None and str(weights).lower() != "none"
+
+
 def resolve_weights(weights: str | None, backbone: str, *, alpha: float = 1.0,
                     rows: int = 224) -> str | None:
     """Turn the ``weights`` hyperparameter into what the Keras constructor takes, checked offline.
@@ -114,7 +119,7 @@ def resolve_weights(weights: str | None, backbone: str, *, alpha: float = 1.0,
     Raises:
         BiomedError: the ImageNet file is not in the Keras cache, or the path does not exist.
     """
-    if weights is None or str(weights).lower() == "none":
+    if not is_pretrained(weights):
         return None
     if weights == "imagenet":
         file_name = get_backbone(backbone).imagenet_file(alpha, rows)

@@ -1,16 +1,17 @@
 """Fine-tuning strategies for transfer models, as :class:`~pipelines.modeling.TrainingPhase` lists.
 
 The backbone is the one nested ``keras.Model`` of a transfer model; it is built
-frozen and called with ``training=False``, so its BatchNorm layers always run
-in inference mode (as in the Keras transfer-learning guide). Strategies:
+frozen. A pretrained backbone is called with ``training=False``, so its BatchNorm
+layers always run in inference mode (as in the Keras transfer-learning guide),
+and they are never unfrozen: their statistics stay those of the weights. A
+randomly initialised backbone (``weights: none``) has nothing to preserve: its
+BatchNorm layers train normally. Strategies:
 
 * ``head``: one phase, the backbone stays frozen.
 * ``partial``: ``head_epochs`` on the head, then the top ``unfreeze_layers`` layers
   of the backbone (or every layer from ``unfreeze_from`` on) are unfrozen and
   training continues at ``fine_tune_lr_scale`` x the learning rate.
 * ``full``: the same, with every backbone layer unfrozen.
-
-BatchNorm layers are never unfrozen: their statistics stay those of the weights.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import keras
 
+from imaging.backbones import is_pretrained
 from pipelines.errors import ConfigError
 from pipelines.modeling import TrainingPhase, suggest
 
@@ -58,11 +60,12 @@ def first_unfrozen(backbone: keras.Model, strategy: str, unfreeze_layers: int = 
     return max(0, len(layers) - int(unfreeze_layers))
 
 
-def set_trainable(backbone: keras.Model, first: int) -> None:
-    """Freeze the backbone except layers ``first`` onwards; BatchNorm layers stay frozen."""
+def set_trainable(backbone: keras.Model, first: int, freeze_batchnorm: bool = True) -> None:
+    """Freeze the backbone except layers ``first`` onwards (BatchNorm layers too if ``freeze_batchnorm``)."""
     backbone.trainable = first < len(backbone.layers)
     for index, layer in enumerate(backbone.layers):
-        layer.trainable = index >= first and not isinstance(layer, keras.layers.BatchNormalization)
+        is_bn = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = index >= first and not (freeze_batchnorm and is_bn)
 
 
 def transfer_phases(model: keras.Model, hyperparameters: dict[str, Any]) -> list[TrainingPhase]:
@@ -74,8 +77,10 @@ def transfer_phases(model: keras.Model, hyperparameters: dict[str, Any]) -> list
     if strategy == "head":
         return [TrainingPhase("head")]
 
+    freeze_batchnorm = is_pretrained(hyperparameters["weights"])
+
     def unfreeze(target: keras.Model) -> None:
-        set_trainable(backbone_of(target), first)
+        set_trainable(backbone_of(target), first, freeze_batchnorm)
 
     head_epochs = int(hyperparameters["head_epochs"])
     head = [TrainingPhase("head", epochs=head_epochs)] if head_epochs > 0 else []

@@ -445,7 +445,8 @@ def _list_index(node: list, part: str, key: str) -> int:
 
 
 def _resolve_paths(raw: dict, base: Path) -> None:
-    """Make config paths absolute: against the config folder, and ``data.labels`` against ``data.path``."""
+    """Make config paths absolute: against the config folder (also weights files in model params),
+    and ``data.labels`` against ``data.path``."""
     for keys in PATH_KEYS:
         node = raw
         for k in keys[:-1]:
@@ -453,6 +454,12 @@ def _resolve_paths(raw: dict, base: Path) -> None:
         if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
             value = os.path.expandvars(os.path.expanduser(node[keys[-1]]))
             node[keys[-1]] = str((base / value).resolve()) if not os.path.isabs(value) else value
+    for entry in raw.get("models") or []:
+        params = entry.get("params") if isinstance(entry, dict) else None
+        weights = params.get("weights") if isinstance(params, dict) else None
+        if isinstance(weights, str) and weights.endswith((".h5", ".keras", ".weights.h5")):
+            weights = os.path.expandvars(os.path.expanduser(weights))
+            params["weights"] = weights if os.path.isabs(weights) else str((base / weights).resolve())
     data = raw.get("data")
     if isinstance(data, dict) and isinstance(data.get("labels"), str):
         labels = os.path.expandvars(os.path.expanduser(data["labels"]))

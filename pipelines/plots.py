@@ -6,6 +6,7 @@ Curves come from scikit-learn's display objects so they match the reported metri
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import matplotlib
@@ -44,7 +45,7 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], path: str | os.PathLi
     ConfusionMatrixDisplay(np.asarray(matrix), display_labels=classes).plot(
         ax=ax, cmap="Blues", colorbar=False, values_format="d")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_history(history: pd.DataFrame, path: str | os.PathLike, title: str = "Training curves") -> Path:
@@ -68,7 +69,7 @@ def plot_history(history: pd.DataFrame, path: str | os.PathLike, title: str = "T
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_curves(curves: Curves, path: str | os.PathLike, title: str, kind: str) -> Path:
@@ -80,10 +81,15 @@ def _plot_curves(curves: Curves, path: str | os.PathLike, title: str, kind: str)
         ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="chance")
     ax.set(title=title, xlabel=_CURVE_AXES[kind][0], ylabel=_CURVE_AXES[kind][1])
     ax.legend(loc="lower right" if kind == "roc" else "lower left", fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+def file_slug(name: str) -> str:
+    """A file-name-safe form of a model display name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def save_figure(fig: plt.Figure, path: str | os.PathLike) -> Path:
     """Save ``fig`` to ``path`` as PNG atomically, close it and return the path."""
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -16,7 +16,6 @@ import base64
 import html
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -196,6 +195,7 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, *, n_boot: i
         *_comparison_tables(runs, classes, binary),
         *_paired_comparison(runs, classes, positive, binary, n_boot),
         *_figures(runs, classes, positive, binary, out_dir / "figures"),
+        *_gradcam(runs, out_dir / "figures"),
         *_data_summary(runs),
     ]
     return {"md": write_text(out_dir / "report.md", render_markdown(blocks, out_dir)),
@@ -328,14 +328,14 @@ def _figures(runs: list[Run], classes: list[str], positive: str | None, binary: 
             if predictions is not None:
                 true, predicted = predicted_labels(predictions, classes, positive, "record")
                 matrix = confusion_matrix(true, predicted, labels=list(range(len(classes))))
-                path = figure_dir / f"confusion_{_slug(name)}.png"
+                path = figure_dir / f"confusion_{plots.file_slug(name)}.png"
                 confusions.append(Figure(
                     plots.plot_confusion(matrix, classes, path, f"{label}: test records"),
                     f"Confusion matrix of {label} on the test records (rows: true class)."))
             history = run.history(model, seed)
             if history is not None:
                 histories.append(Figure(
-                    plots.plot_history(history, figure_dir / f"history_{_slug(name)}.png", label),
+                    plots.plot_history(history, figure_dir / f"history_{plots.file_slug(name)}.png", label),
                     f"Training and validation curves of {label}."))
     blocks: list[Block] = []
     if curves:
@@ -345,6 +345,18 @@ def _figures(runs: list[Run], classes: list[str], positive: str | None, binary: 
                           f"Precision-recall curves on the {note}.")]
     blocks += confusions + histories
     return [Heading("Figures"), *(blocks or [Paragraph("No predictions or histories to plot.")])]
+
+
+def _gradcam(runs: list[Run], figure_dir: Path) -> list[Block]:
+    """Grad-CAM heat maps of the Keras models of image runs (no section for ECG runs)."""
+    image_runs = [r for r in runs if r.data_summary.get("modality") == "image"]
+    if not image_runs:
+        return []
+    from imaging.gradcam import gradcam_figures
+
+    figures = [Figure(path, caption) for run in image_runs
+               for path, caption in gradcam_figures(run.path, figure_dir, run.display)]
+    return [Heading("Grad-CAM"), *(figures or [Paragraph("No saved Keras image models to explain.")])]
 
 
 def _data_summary(runs: list[Run]) -> list[Block]:
@@ -383,11 +395,6 @@ def _mean_std(mean: float, std: float) -> str:
 def _p_value(p_value: float, n_boot: int) -> str:
     """A bootstrap p-value with 4 decimals; 0 is shown as below the resolution 2 / n_boot."""
     return f"< {2 / n_boot:.4f}" if p_value == 0 and n_boot else f"{p_value:.4f}"
-
-
-def _slug(name: str) -> str:
-    """A file-name-safe form of a model display name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
 # ----------------------------------------------------------------------------- rendering

@@ -72,12 +72,36 @@ def _strategy(kind: str) -> Any:
     import tensorflow as tf
 
     if kind == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _keras_multi_worker_strategy()
     if kind == "mirrored":
         return tf.distribute.MirroredStrategy()
     if kind == "one_device":
         return tf.distribute.OneDeviceStrategy("/gpu:0" if tf.config.list_physical_devices("GPU") else "/cpu:0")
     return tf.distribute.get_strategy()
+
+
+def _keras_multi_worker_strategy() -> Any:
+    """A ``MultiWorkerMirroredStrategy`` whose ``reduce`` also takes what Keras 3 passes it.
+
+    In multi-worker mode Keras 3 (up to at least 3.15) reduces a whole nested data
+    batch and per-replica scalars with ``axis=0`` (keras-team/keras#20585,
+    tensorflow/tensorflow#72388); TensorFlow's ``reduce`` supports neither across
+    workers, so ``fit`` fails. This reduces each leaf with TensorFlow's own
+    ``reduce``, and scalars across replicas only.
+    """
+    import tensorflow as tf
+
+    class Strategy(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op: Any, value: Any, axis: int | None) -> Any:
+            reduce_leaf = super().reduce
+
+            def leaf(v: Any) -> Any:
+                scalar = self.experimental_local_results(v)[0].shape.rank == 0
+                return reduce_leaf(reduce_op, v, None if scalar else axis)
+
+            return tf.nest.map_structure(leaf, value)
+
+    return Strategy()
 
 
 def get_strategy(runtime: RuntimeConfig) -> Any:
@@ -87,6 +111,30 @@ def get_strategy(runtime: RuntimeConfig) -> Any:
     reads ``TF_CONFIG`` and must exist before any other TensorFlow op runs.
     """
     return _strategy(strategy_kind(runtime))
+
+
+def sync_moving_statistics(model: Any, strategy: Any) -> None:
+    """Average a model's non-trainable float variables (BatchNorm moving statistics) over all replicas.
+
+    Keras 3 updates BatchNormalization moving statistics on each replica from its
+    own batches only, so replicas end training with different statistics although
+    their trainable weights are identical. Call this after ``fit`` (on every
+    worker) so that all replicas save and predict with the same model.
+    """
+    import keras
+    import tensorflow as tf
+
+    variables = [v for v in model.non_trainable_variables if keras.backend.is_float_dtype(v.dtype)]
+    if strategy.num_replicas_in_sync == 1 or not variables:
+        return
+
+    @tf.function
+    def replica_means() -> Any:
+        return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce(
+            "MEAN", [tf.identity(v.value) for v in variables]))
+
+    for variable, mean in zip(variables, replica_means()):
+        variable.assign(strategy.experimental_local_results(mean)[0])
 
 
 def set_precision(runtime: RuntimeConfig) -> None:
@@ -118,7 +166,7 @@ def is_chief() -> bool:
 
 @contextlib.contextmanager
 def artefact_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
-    """Yield the folder this process writes ``out_dir``'s artefacts to.
+    """Yield the (created) folder this process writes ``out_dir``'s artefacts to.
 
     The chief (and any single-process run) writes to ``out_dir`` itself. Other
     workers must still run the same saves and callbacks as the chief (saving
@@ -132,6 +180,7 @@ def artefact_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
         ...     model.save(folder / "model.keras")
     """
     if is_chief():
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
         yield Path(out_dir)
         return
     task = tf_config()["task"]

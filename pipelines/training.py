@@ -86,7 +86,8 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
     import keras
 
     from pipelines.augment import training_augmenter
-    from pipelines.runtime import artefact_dir, get_strategy, global_batch_size, set_precision
+    from pipelines.runtime import (artefact_dir, get_strategy, global_batch_size, set_precision,
+                                   sync_moving_statistics)
     from pipelines.tfdata import class_weights, make_dataset
 
     strategy = get_strategy(config.runtime)
@@ -114,6 +115,7 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
                                 callbacks=_callbacks(config, write_dir, phase.name), class_weight=weights,
                                 shuffle=False)
             epoch = history.epoch[-1] + 1 if history.epoch else epoch
+        sync_moving_statistics(model, strategy)
         seconds = time.perf_counter() - start
         with atomic_path(write_dir / "model.keras") as tmp:
             model.save(tmp)

@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 import keras
 import keras_tuner as kt
+from keras_tuner.engine.trial import Trial
 import numpy as np
 import pandas as pd
 import yaml
@@ -44,7 +45,7 @@ import yaml
 from pipelines.artifacts import write_csv, write_json, write_text
 from pipelines.config import ExperimentConfig, ModelEntry, TuningConfig, config_to_yaml, load_config
 from pipelines.datasets import PreparedData, prepare_data
-from pipelines.errors import ConfigError
+from pipelines.errors import BiomedError, ConfigError
 from pipelines.modeling import get_model
 from pipelines.samples import SampleSet
 from pipelines.schema import to_dict
@@ -107,7 +108,8 @@ class SuiteHyperModel(kt.HyperModel):
                                 shuffle_buffer=loader.shuffle_buffer, oversample=loader.balance == "oversample",
                                 augment=training_augmenter(loader, self.train.fs))
         val_ds = make_dataset(self.val, batch_size=batch, training=False)
-        weights = class_weights(self.train.y, len(self.train.classes)) if loader.balance == "class_weight" else None
+        n_classes = len(self.train.classes)
+        weights = class_weights(self.train.y, n_classes) if loader.balance == "class_weight" else None
         phases = self.spec.training_phases(model, self.params(hp))
         start, history = time.perf_counter(), None
         for number, phase in enumerate(phases, start=1):
@@ -120,7 +122,8 @@ class SuiteHyperModel(kt.HyperModel):
                 compile_model(model, self.config, self.train.classes, learning_rate * phase.learning_rate_scale)
             history = model.fit(train_ds, validation_data=val_ds, class_weight=weights, verbose=verbose,
                                 epochs=epochs if last else (phase.epochs or train_cfg.epochs),
-                                initial_epoch=initial_epoch if last else 0, callbacks=callbacks if last else None)
+                                initial_epoch=initial_epoch if last else 0,
+                                callbacks=callbacks if last else None)
         self._fits[_key(hp)] += 1
         return trial_metrics(history, self.config.tuning, time.perf_counter() - start)
 
@@ -156,11 +159,11 @@ class _TrialProgress:
         self.echo, self._durations, self._began = echo, [], time.perf_counter()
         super().__init__(*args, **kwargs)
 
-    def on_trial_begin(self, trial: kt.engine.trial.Trial) -> None:
+    def on_trial_begin(self, trial: Trial) -> None:
         super().on_trial_begin(trial)
         self._began = time.perf_counter()
 
-    def on_trial_end(self, trial: kt.engine.trial.Trial) -> None:
+    def on_trial_end(self, trial: Trial) -> None:
         super().on_trial_end(trial)
         self._durations.append(time.perf_counter() - self._began)
         done = self.oracle.get_trial(trial.trial_id)
@@ -169,7 +172,7 @@ class _TrialProgress:
         self.echo(progress_line(done, best[0] if best else None, self.oracle.objective.name,
                                 np.mean(self._durations) * remaining))
 
-    def _configure_tensorboard_dir(self, callbacks: list, trial: kt.engine.trial.Trial, execution: int = 0) -> None:
+    def _configure_tensorboard_dir(self, callbacks: list, trial: Trial, execution: int = 0) -> None:
         # KerasTuner imports tensorboard in every trial; trials log no TensorBoard, so go without it.
         if importlib.util.find_spec("tensorboard") is not None:
             super()._configure_tensorboard_dir(callbacks, trial, execution)
@@ -190,8 +193,7 @@ class BayesianOptimization(_TrialProgress, kt.BayesianOptimization):
 TUNERS = {"random": RandomSearch, "hyperband": Hyperband, "bayesian": BayesianOptimization}
 
 
-def progress_line(trial: kt.engine.trial.Trial, best: kt.engine.trial.Trial | None, objective: str,
-                  eta_s: float) -> str:
+def progress_line(trial: Trial, best: Trial | None, objective: str, eta_s: float) -> str:
     """``trial 03 COMPLETED: val_auc 0.8123, 7 epochs, 12 s | best 0.8450 (trial 01) | ETA 36 s``."""
     line = f"trial {trial.trial_id} {trial.status}"
     if trial.score is not None:
@@ -252,7 +254,7 @@ def tune(config: ExperimentConfig, run_dir: Path, *, overwrite: bool = False, ec
     from pipelines.runner import start_run_dir, write_data_artifacts
     from pipelines.runtime import get_strategy, set_precision
 
-    tuning = _checked_tuning(config)
+    tuning = check_tuning(config)
     role = distributed_role()
     writer = role != "worker"
     if writer and overwrite and (run_dir / SEARCH_DIR).is_dir():
@@ -289,12 +291,14 @@ def finish(config: ExperimentConfig, data: PreparedData, tuner: kt.Tuner, run_di
     plot_trials(trials, config.tuning, run_dir / "tuning.png")
     best = tuner.oracle.get_best_trials(1)
     if not best or best[0].status != "COMPLETED":
-        raise ConfigError(f"no trial of the search completed; see {run_dir / 'trials.csv'} (status, message)")
+        raise BiomedError(f"no trial of the search completed; see {run_dir / 'trials.csv'} (status, message)")
     best = best[0]
     best_config = best_settings(config, best.hyperparameters.values)
-    _write_best(config, best_config, best, run_dir)
-    echo(f"best trial {best.trial_id}: {config.tuning.objective} {best.score:.4f}, "
-         f"{best.hyperparameters.values} (see best_config.yaml)")
+    write_best(config, best_config, run_dir, trial_id=best.trial_id, score=best.score)
+    settings = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in best.hyperparameters.values.items())
+    echo(f"best trial {best.trial_id}: {config.tuning.objective} {best.score:.4f} with {settings}; "
+         f"retraining on train+val (see best_config.yaml)")
     final = retrain_best(best_config, data, tuner, best, run_dir, seed=config.tuning.seed)
     train_all(final, data, run_dir, echo=echo)
     echo(f"report: {write_report([run_dir])['html']}")
@@ -312,7 +316,7 @@ def best_settings(config: ExperimentConfig, values: dict[str, Any]) -> Experimen
 
 
 def retrain_best(best_config: ExperimentConfig, data: PreparedData, tuner: kt.Tuner,
-                 best: kt.engine.trial.Trial, run_dir: Path, *, seed: int) -> ExperimentConfig:
+                 best: Trial, run_dir: Path, *, seed: int) -> ExperimentConfig:
     """Retrain the best settings on train+val for the best trial's epochs and predict test once.
 
     Validation is part of training, so the model trains for a fixed number of
@@ -360,7 +364,8 @@ def tune_command(args: argparse.Namespace) -> None:
     tune(config, Path(args.out) if args.out else default_tune_dir(config), overwrite=args.overwrite)
 
 
-def _checked_tuning(config: ExperimentConfig) -> TuningConfig:
+def check_tuning(config: ExperimentConfig) -> TuningConfig:
+    """The config's tuning section, checked: present, a logged objective, a space KerasTuner accepts."""
     tuning = config.tuning
     if tuning is None:
         raise ConfigError("the config has no `tuning:` section (see configs/quickstart_tune.yaml)")
@@ -372,24 +377,32 @@ def _checked_tuning(config: ExperimentConfig) -> TuningConfig:
     return tuning
 
 
-def _write_best(config: ExperimentConfig, best_config: ExperimentConfig, best: kt.engine.trial.Trial,
-                run_dir: Path) -> None:
-    """``best_hyperparameters.yaml`` (a config overlay with the equivalent ``--set`` flags) and ``best_config.yaml``."""
+def write_best(config: ExperimentConfig, best_config: ExperimentConfig, run_dir: Path, *, trial_id: str,
+               score: float) -> None:
+    """Write ``best_config.yaml`` and ``best_hyperparameters.yaml``.
+
+    The overlay has the shape of a config (``models: [{type, name, params}]``,
+    ``train.learning_rate``, ``loader.batch_size``): merged into the config
+    (its model entry replacing the tuned one) it gives ``best_config.yaml``.
+    Its header lists the equivalent ``biomed run CONFIG --set ...`` flags.
+    """
     entry = best_config.models[0]
-    overlay = {"models": [to_dict(entry)], "train": {"learning_rate": best_config.train.learning_rate},
+    overlay = {"models": [{k: v for k, v in to_dict(entry).items() if v is not None}],
+               "train": {"learning_rate": best_config.train.learning_rate},
                "loader": {"batch_size": best_config.loader.batch_size}}
     index = next((i for i, m in enumerate(config.models) if m.label == entry.label), None)
-    flags = [f"--set models.{index}.params.{k}={_scalar(v)}" for k, v in entry.params.items()] if index is not None else []
+    flags = ([f"--set models.{index}.params.{k}={_scalar(v)}" for k, v in entry.params.items()]
+             if index is not None else [])
     flags += [f"--set train.learning_rate={_scalar(best_config.train.learning_rate)}",
               f"--set loader.batch_size={best_config.loader.batch_size}"]
-    header = (f"# Best trial {best.trial_id} of {config.name}: {config.tuning.objective} {best.score:.4f}.\n"
+    header = (f"# Best trial {trial_id} of {config.name}: {config.tuning.objective} {score:.4f}.\n"
               f"# Merge into the config (this model entry replaces the tuned one), run best_config.yaml,\n"
-              f"# or: biomed run CONFIG " + " ".join(flags) + "\n")
+              f"# or: biomed run CONFIG {' '.join(flags)}\n")
     write_text(run_dir / "best_hyperparameters.yaml", header + yaml.safe_dump(overlay, sort_keys=False))
     write_text(run_dir / "best_config.yaml", config_to_yaml(best_config))
 
 
-def _metric(trial: kt.engine.trial.Trial, name: str) -> float:
+def _metric(trial: Trial, name: str) -> float:
     return trial.metrics.get_last_value(name) if trial.metrics.exists(name) else float("nan")
 
 

@@ -86,11 +86,11 @@ def plot_trials(table: pd.DataFrame, tuning: TuningConfig, path: str | os.PathLi
 
 
 def _log_axis_if_wide(ax: plt.Axes, values: pd.Series) -> None:
-    """Symmetric-log x axis for non-negative values spanning two decades or more (0 stays plottable)."""
+    """Symmetric-log x axis for non-negative values spanning a decade or more (0 stays plottable)."""
     if not pd.api.types.is_numeric_dtype(values) or values.min() < 0:
         return
     positive = values[values > 0]
-    if len(positive) and positive.max() / positive.min() >= 100:
+    if len(positive) and positive.max() / positive.min() >= 10:
         ax.set_xscale("symlog", linthresh=float(positive.min()))
 
 

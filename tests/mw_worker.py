@@ -1,9 +1,10 @@
 """One worker of the multi-worker test: fit a tiny CNN through ``fit_model`` under TF_CONFIG.
 
-Usage: ``python tests/mw_worker.py OUT_DIR RESULT_PREFIX`` (started by
-``tests/test_multiworker.py`` once per worker). Writes ``RESULT_PREFIX<index>.npz``
-with the final weights, the val/test probabilities and the same probabilities
-computed locally (outside the distributed predict), for the test to compare.
+Usage: ``python tests/mw_worker.py ROOT`` (started by ``tests/test_multiworker.py``
+once per worker). Worker ``i`` fits with ``ROOT/worker<i>`` as its artefact folder
+and writes ``ROOT/result<i>.npz``: the final weights, the val/test probabilities
+and the same probabilities computed by a plain local call of the model (outside
+the distributed predict), for the test to compare.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ RUNTIME = RuntimeConfig(strategy="auto")
 STRATEGY = get_strategy(RUNTIME)  # before any other TensorFlow op
 
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from pipelines.modeling import get_model  # noqa: E402
 from pipelines.samples import SampleSet  # noqa: E402
@@ -37,21 +39,21 @@ def tiny_split(n: int, seed: int) -> SampleSet:
     return SampleSet(x, y, ids, ids, np.zeros(n, np.int32), ["N", "A"], fs=100.0)
 
 
-def main(out_dir: Path, prefix: str) -> None:
-    assert type(STRATEGY).__name__ == "MultiWorkerMirroredStrategy", type(STRATEGY)
+def main(root: Path) -> None:
+    assert isinstance(STRATEGY, tf.distribute.MultiWorkerMirroredStrategy), type(STRATEGY)
     entry = ModelEntry("cnn", params={"filters": 4, "depth": 2, "kernel_size": 5})
     config = ExperimentConfig(name="mw", models=[entry], runtime=RUNTIME,
                               loader=LoaderConfig(batch_size=8, shuffle_buffer=64),
                               train=TrainConfig(epochs=2, tensorboard=False, verbose=0))
     splits = {"train": tiny_split(48, 0), "val": tiny_split(21, 1), "test": tiny_split(13, 2)}
-    result = fit_model(get_model("cnn"), entry, config, splits, seed=0, out_dir=out_dir)
-    local = {name: result.model.predict(splits[name].x[..., None], verbose=0) for name in ("val", "test")}
-    weights = {f"w{i}": w for i, w in enumerate(result.model.get_weights())}
     index = tf_config()["task"]["index"]
-    np.savez(f"{prefix}{index}.npz", **weights, replicas=STRATEGY.num_replicas_in_sync,
+    result = fit_model(get_model("cnn"), entry, config, splits, seed=0, out_dir=root / f"worker{index}")
+    local = {name: np.asarray(result.model(splits[name].x[..., None], training=False)) for name in ("val", "test")}
+    weights = {f"w{i}": w for i, w in enumerate(result.model.get_weights())}
+    np.savez(root / f"result{index}.npz", **weights, replicas=STRATEGY.num_replicas_in_sync,
              **{f"probs_{k}": v for k, v in result.probs.items()},
              **{f"local_{k}": v for k, v in local.items()})
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2])
+    main(Path(sys.argv[1]))

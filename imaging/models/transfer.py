@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from imaging.backbones import build_backbone, preprocessing_layer
+from imaging.backbones import build_backbone, is_pretrained, preprocessing_layer
 from imaging.finetune import STRATEGIES, first_unfrozen, set_trainable, transfer_phases
 from imaging.models.head import classifier_head
 from pipelines.errors import ConfigError
@@ -19,7 +19,10 @@ def build_transfer(input_shape: tuple[int, ...], n_classes: int, *, fs: float | 
                    dense_units: int = 0, fine_tune: str = "head", unfreeze_layers: int = 20,
                    unfreeze_from: str | None = None, head_epochs: int = 5,
                    fine_tune_lr_scale: float = 0.1) -> keras.Model:
-    """A ``keras.applications`` backbone (frozen, BatchNorm in inference mode) and a softmax head.
+    """A ``keras.applications`` backbone and a softmax head, for fine-tuning in phases.
+
+    The backbone is frozen for the head phase; a pretrained one keeps its BatchNorm
+    layers in inference mode throughout (see :mod:`imaging.finetune`).
 
     Args:
         input_shape: ``(H, W, C)`` images in [0, 255]; one channel is repeated to three.
@@ -56,7 +59,7 @@ def build_transfer(input_shape: tuple[int, ...], n_classes: int, *, fs: float | 
     preprocess = preprocessing_layer(backbone)
     if preprocess is not None:
         x = preprocess(x)
-    features = base(x, training=False)
+    features = base(x, training=False) if is_pretrained(weights) else base(x)
     outputs = classifier_head(features, n_classes, pooling=pooling, dropout=dropout,
                               dense_units=dense_units, l1=l1, l2=l2, seed=seed)
     return keras.Model(inputs, outputs, name=f"transfer_{backbone}")

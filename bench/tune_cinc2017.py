@@ -1,0 +1,94 @@
+"""Tuned vs untuned: a KerasTuner search against the model's default hyperparameters, on val and test.
+
+Runs (or resumes) ``biomed tune CONFIG`` and ``biomed run CONFIG`` (the
+config's model with its untuned defaults), then compares:
+
+* validation ROC-AUC / PR-AUC of the best trial's model (trained on train only)
+  and of the untuned model — both from their ``predictions.csv`` val rows;
+* test metrics of the tuned model (retrained on train+val) and of the untuned one.
+
+Writes ``comparison.json``, ``comparison.csv`` and a two-run report into ``--out``.
+
+Example:
+    python -m bench.tune_cinc2017                       # configs/cinc2017_tune.yaml, hours on CPU
+    python -m bench.tune_cinc2017 --config configs/quickstart_tune.yaml --out runs/quick_bench
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from pipelines.artifacts import write_csv, write_json
+from pipelines.config import ExperimentConfig, load_config
+from pipelines.metrics import LEVELS, binary_scores, level_frame
+from pipelines.report import write_report
+from pipelines.runner import run_experiment
+from pipelines.tuning import tune
+
+TEST_METRICS = ("roc_auc", "pr_auc", "f1", "sensitivity", "specificity")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/cinc2017_tune.yaml", help="config with a tuning section")
+    parser.add_argument("--out", default="runs/cinc2017_tune_bench", help="benchmark folder")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    return parser.parse_args(argv)
+
+
+def val_scores(run_dir: Path, model: str, seed: int, classes: list[str], positive: str | None) -> list[dict]:
+    """Validation ROC-AUC and PR-AUC per level from a model's ``predictions.csv``."""
+    predictions = pd.read_csv(run_dir / "models" / model / f"seed_{seed}" / "predictions.csv",
+                              dtype={"record": str})
+    rows = []
+    for level in LEVELS:
+        frame = level_frame(predictions, level)
+        y, score = binary_scores(frame[frame["split"] == "val"], classes, positive)
+        rows.append({"level": level, "val_roc_auc": roc_auc_score(y, score),
+                     "val_pr_auc": average_precision_score(y, score)})
+    return rows
+
+
+def compare(config: ExperimentConfig, tuned_dir: Path, default_dir: Path) -> pd.DataFrame:
+    """One row per (variant, level): validation and test scores of the tuned and untuned model."""
+    classes, positive = config.data.task.classes, config.data.task.positive
+    model = config.model_entry(config.tuning.model).label
+    rows = []
+    variants = (("tuned", tuned_dir, config.tuning.seed), ("default", default_dir, config.seeds[0]))
+    for variant, run_dir, seed in variants:
+        metrics = pd.read_csv(run_dir / "metrics.csv")
+        metrics = metrics[(metrics["model"] == model) & (metrics["seed"] == seed)]
+        for val in val_scores(run_dir, model, seed, classes, positive):
+            test = metrics[metrics["level"] == val["level"]].iloc[0]
+            rows.append({"variant": variant, **val, **{f"test_{m}": test[m] for m in TEST_METRICS}})
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Tune, run the untuned defaults, compare and report."""
+    args = parse_args(argv)
+    config = load_config(args.config, args.set)
+    out = Path(args.out)
+    tuned_dir, default_dir = out / "tuned", out / "default"
+    tune(config, tuned_dir)
+    untuned = load_config(args.config, args.set)
+    untuned.models = [untuned.model_entry(config.tuning.model)]
+    run_experiment(untuned, default_dir)
+    table = compare(config, tuned_dir, default_dir)
+    write_csv(out / "comparison.csv", table)
+    trials = pd.read_csv(tuned_dir / "trials.csv")
+    best = trials.sort_values("score", ascending=config.tuning.direction == "min")
+    write_json(out / "comparison.json", {"config": config.name, "best_trial": best.iloc[0].to_dict(),
+                                         "comparison": table.to_dict(orient="records")})
+    write_report([tuned_dir, default_dir], out / "report")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {out / 'comparison.csv'}, {out / 'comparison.json'} and {out / 'report' / 'report.html'}")
+
+
+if __name__ == "__main__":
+    main()
