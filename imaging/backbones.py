@@ -25,7 +25,6 @@ from pipelines.errors import BiomedError, ConfigError
 from pipelines.modeling import suggest
 
 MIN_SIZE = 32
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 PREPROCESS_MODULES = ("mobilenet", "mobilenet_v2", "resnet50", "densenet")
 
 
@@ -103,40 +102,35 @@ def is_pretrained(weights: str | None) -> bool:
     return weights is not None and str(weights).lower() != "none"
 
 
-def resolve_weights(weights: str | None, backbone: str, *, alpha: float = 1.0,
-                    rows: int = 224) -> str | None:
-    """Turn the ``weights`` hyperparameter into what the Keras constructor takes, checked offline.
+def resolve_weights(weights: str | None) -> str | None:
+    """Turn the ``weights`` hyperparameter into what the Keras constructor takes.
 
     Args:
         weights: ``"none"``/None, ``"imagenet"`` or a path to a weights file.
-        backbone: backbone name (names the cache file for ``"imagenet"``).
-        alpha: width multiplier (part of the MobileNet cache file names).
-        rows: input height (MobileNet/MobileNetV2 cache files depend on it).
 
     Returns:
         None, ``"imagenet"`` or an absolute file path.
 
     Raises:
-        BiomedError: the ImageNet file is not in the Keras cache, or the path does not exist.
+        BiomedError: the weights file does not exist.
     """
     if not is_pretrained(weights):
         return None
     if weights == "imagenet":
-        file_name = get_backbone(backbone).imagenet_file(alpha, rows)
-        cache = keras_cache_dir()
-        if not (cache / file_name).is_file():
-            raise BiomedError(
-                f"ImageNet weights of backbone {backbone!r} are not in the Keras cache and cannot be "
-                f"downloaded offline: put {file_name} in {cache} (the Keras cache folder, "
-                f"$KERAS_HOME/models) or pass the file's path as weights: <path>")
         return "imagenet"
-    path = Path(os.path.expandvars(os.path.expanduser(str(weights))))
-    candidates = [path] if path.is_absolute() else [Path.cwd() / path, CONFIG_DIR / path]
-    for candidate in candidates:
-        if candidate.is_file():
-            return str(candidate.resolve())
-    raise BiomedError(f"weights file {weights!r} not found (tried {', '.join(map(str, candidates))}); "
-                      f"use 'none', 'imagenet' or a path to a weights file")
+    path = Path(os.path.expandvars(os.path.expanduser(str(weights)))).resolve()
+    if not path.is_file():
+        raise BiomedError(f"weights file {path} not found; use 'none', 'imagenet' or a path to a weights "
+                          f"file (relative paths in a config resolve against the config's folder)")
+    return str(path)
+
+
+def missing_imagenet_message(backbone: str, alpha: float, rows: int, reason: str) -> str:
+    """The offline error for ImageNet weights: the exact file to place in the Keras cache."""
+    file_name = get_backbone(backbone).imagenet_file(alpha, rows)
+    return (f"ImageNet weights of backbone {backbone!r} are not in the Keras cache and could not be "
+            f"downloaded ({reason}): put {file_name} in {keras_cache_dir()} (the Keras cache folder, "
+            f"$KERAS_HOME/models) or pass the file's path as weights: <path>")
 
 
 def build_backbone(name: str, input_shape: tuple[int, int, int], *, alpha: float = 1.0,
@@ -146,7 +140,8 @@ def build_backbone(name: str, input_shape: tuple[int, int, int], *, alpha: float
     Raises:
         ConfigError: unknown backbone, input smaller than 32 pixels or ``alpha`` on a
             backbone without a width multiplier.
-        BiomedError: weights that cannot be found offline (see :func:`resolve_weights`).
+        BiomedError: a weights file that does not exist, or ImageNet weights that are neither
+            cached nor downloadable (the message names the file to place in the Keras cache).
     """
     spec = get_backbone(name)
     height, width, channels = input_shape
@@ -157,10 +152,15 @@ def build_backbone(name: str, input_shape: tuple[int, int, int], *, alpha: float
         raise ConfigError(f"backbone {name!r} takes 3-channel images, got {channels} channels")
     if not spec.alpha and float(alpha) != 1.0:
         raise ConfigError(f"backbone {name!r} has no width multiplier: alpha must be 1.0, got {alpha}")
-    resolved = resolve_weights(weights, name, alpha=alpha, rows=height)
+    resolved = resolve_weights(weights)
     kwargs = {"alpha": float(alpha)} if spec.alpha else {}
     constructor = getattr(keras.applications, spec.constructor)
-    return constructor(include_top=False, weights=resolved, input_shape=tuple(input_shape), **kwargs)
+    try:  # "imagenet" goes through Keras' normal download and cache
+        return constructor(include_top=False, weights=resolved, input_shape=tuple(input_shape), **kwargs)
+    except Exception as err:
+        if resolved != "imagenet" or (keras_cache_dir() / spec.imagenet_file(alpha, height)).is_file():
+            raise
+        raise BiomedError(missing_imagenet_message(name, alpha, height, type(err).__name__)) from None
 
 
 @keras.saving.register_keras_serializable(package="biomed")

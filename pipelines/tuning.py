@@ -46,7 +46,7 @@ from pipelines.artifacts import write_csv, write_json, write_text
 from pipelines.config import ExperimentConfig, ModelEntry, TuningConfig, config_to_yaml, load_config
 from pipelines.datasets import PreparedData, prepare_data
 from pipelines.errors import BiomedError, ConfigError
-from pipelines.modeling import get_model
+from pipelines.modeling import get_model, suggest
 from pipelines.samples import SampleSet
 from pipelines.schema import to_dict
 from pipelines.search_space import check_space, declare_all, model_values
@@ -371,8 +371,8 @@ def check_tuning(config: ExperimentConfig) -> TuningConfig:
         raise ConfigError("the config has no `tuning:` section (see configs/quickstart_tune.yaml)")
     valid = [f"{p}{m}" for p in ("", "val_") for m in KERAS_METRICS]
     if tuning.objective not in valid:
-        raise ConfigError(f"tuning.objective: {tuning.objective!r} is not a logged metric; "
-                          f"valid: {', '.join(valid)}")
+        raise ConfigError(f"tuning.objective: {tuning.objective!r} is not a logged metric"
+                          f"{suggest(tuning.objective, valid)}; valid: {', '.join(valid)}")
     check_space(tuning.search_space)
     return tuning
 

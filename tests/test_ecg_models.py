@@ -165,3 +165,15 @@ def test_fold_and_unfold_batch_are_inverse():
     folded = FoldBatch(2)(x)
     assert folded.shape == (24, 5)
     np.testing.assert_array_equal(UnfoldBatch((3, 4))(folded), x)
+
+
+def test_mina_trains_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build("mina")
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", run_eagerly=True)
+        assert np.isfinite(model.train_on_batch(windows(4), np.arange(4) % N_CLASSES))
+        assert model.get_layer("filter_bank").compute_dtype == "float32"
+        assert np.asarray(model(windows(2))).dtype == np.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
