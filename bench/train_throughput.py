@@ -73,9 +73,9 @@ def training_rate(name: str, runtime: RuntimeConfig, *, batch: int, steps: int, 
         x = rng.standard_normal((batch, window_samples, 1), dtype=np.float32)
         y = rng.integers(0, len(CLASSES), batch).astype(np.int32)
         data = tf.data.Dataset.from_tensors((x, y)).repeat()
-        model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)  # trace and compile
+        model.fit(data, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace and compile
         return batch * steps / best_seconds(
-            lambda: model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0), repeats)
+            lambda: model.fit(data, steps_per_epoch=steps, epochs=1, verbose=0, shuffle=False), repeats)
     finally:
         set_precision(RuntimeConfig())
 
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     base = base or rate
                     row.update(windows_per_s=round(rate, 1), speedup=round(rate / base, 2))
                 rows.append(row)
-                print_table([row], list(row))
-    print()
+                print(f"  {name} jit_compile={jit} mixed_precision={mixed}: "
+                      f"{row.get('windows_per_s', row.get('error'))}", flush=True)
     print_table(rows, ["model", "jit_compile", "mixed_precision", "windows_per_s", "speedup", "error"])
     print(f"results: {save_results('train_throughput', vars(args), rows)}")
     return rows

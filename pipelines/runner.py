@@ -81,7 +81,7 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path, *, ec
         tag = f"[{number}/{len(jobs)}] {entry.label} seed {seed}"
         if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
             echo(f"{tag}: already done, skipped (resume)")
-            new_rows = _evaluate(config, data, entry, seed, pd.read_csv(out / "predictions.csv",
+            new_rows = evaluate_run_predictions(config, data, entry, seed, pd.read_csv(out / "predictions.csv",
                                                                            dtype={"record": str}))
         else:
             echo(f"{tag}: training{_eta(started, done_times, len(jobs) - number + 1)}")
@@ -110,7 +110,7 @@ def run_one(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, see
         "model": entry.label, "type": entry.type, "seed": seed, "role": spec.role, "family": spec.family,
         "params": {**spec.defaults, **entry.params}, "train_seconds": round(result.seconds, 3),
         "epochs": result.epochs, "n_params": result.n_params})
-    return _evaluate(config, data, entry, seed, predictions)
+    return evaluate_run_predictions(config, data, entry, seed, predictions)
 
 
 def prediction_frame(data: PreparedData, probs: dict) -> pd.DataFrame:
@@ -125,8 +125,9 @@ def prediction_frame(data: PreparedData, probs: dict) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _evaluate(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, seed: int,
-              predictions: pd.DataFrame) -> list[dict]:
+def evaluate_run_predictions(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, seed: int,
+                             predictions: pd.DataFrame) -> list[dict]:
+    """Metric rows (window and record level) of one model × seed from its predictions."""
     from pipelines.metrics import evaluate_predictions
 
     role = get_model(entry.type).role

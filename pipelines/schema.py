@@ -59,6 +59,9 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         options = get_args(hint)
         if value is None and type(None) in options:
             return None
+        non_null = [o for o in options if o is not type(None)]
+        if len(non_null) == 1:
+            return _coerce(non_null[0], value, where)
         for option in options:
             if option is type(None):
                 continue
@@ -89,11 +92,21 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str) and _is_number(value):
+        return float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
     if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     if isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
         return value
     raise ConfigError(f"{where}: expected {_type_name(hint)}, got {_describe(value)}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _type_name(hint: Any) -> str:

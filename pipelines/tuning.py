@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
-import importlib.util
 import json
 import os
 import shutil
@@ -171,11 +170,6 @@ class _TrialProgress:
         remaining = self.oracle.max_trials - int(trial.trial_id) - 1 if self.oracle.max_trials else 0
         self.echo(progress_line(done, best[0] if best else None, self.oracle.objective.name,
                                 np.mean(self._durations) * remaining))
-
-    def _configure_tensorboard_dir(self, callbacks: list, trial: Trial, execution: int = 0) -> None:
-        # KerasTuner imports tensorboard in every trial; trials log no TensorBoard, so go without it.
-        if importlib.util.find_spec("tensorboard") is not None:
-            super()._configure_tensorboard_dir(callbacks, trial, execution)
 
 
 class RandomSearch(_TrialProgress, kt.RandomSearch):
