@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from bench.train_throughput import (common_args, keras_ecg_models, print_table, save_results,
                                     training_rate)

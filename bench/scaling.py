@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -32,7 +33,7 @@ from pipelines.config import (ExperimentConfig, LoaderConfig, ModelEntry,  # noq
 from pipelines.runtime import get_strategy, is_chief, run_local_workers  # noqa: E402
 
 
-def parse_args(argv: list[str] | None = None) -> Any:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line (shared options come from ``bench/train_throughput.py``)."""
     from bench.train_throughput import common_args
 
@@ -42,17 +43,11 @@ def parse_args(argv: list[str] | None = None) -> Any:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="local worker counts")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds allowed per multi-worker run")
-    parser.add_argument("--worker-result", type=Path, default=None, help=argparse_hidden())
+    parser.add_argument("--worker-result", type=Path, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
-
-
-def fit_seconds(name: str, records: int, args: Any, runtime: RuntimeConfig) -> dict[str, Any]:
+def fit_seconds(name: str, records: int, args: argparse.Namespace, runtime: RuntimeConfig) -> dict[str, Any]:
     """Train model ``name`` on ``records`` random windows; return its fit time and replicas."""
     from bench.input_pipeline import random_windows
     from pipelines.modeling import get_model
@@ -72,7 +67,7 @@ def fit_seconds(name: str, records: int, args: Any, runtime: RuntimeConfig) -> d
             "replicas": get_strategy(runtime).num_replicas_in_sync}
 
 
-def worker_main(args: Any) -> None:
+def worker_main(args: argparse.Namespace) -> None:
     """One worker of a local cluster: create the strategy first, fit, the chief writes the result."""
     runtime = RuntimeConfig(strategy="multi_worker")
     get_strategy(runtime)
@@ -81,11 +76,14 @@ def worker_main(args: Any) -> None:
         args.worker_result.write_text(json.dumps(rows))
 
 
-def worker_rows(n_workers: int, args: Any, argv: list[str]) -> list[dict[str, Any]]:
+def worker_rows(n_workers: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Run this script as ``n_workers`` local workers and return the chief's rows."""
+    options = {"--batch": args.batch, "--records": args.records, "--epochs": args.epochs,
+               "--window-samples": args.window_samples, "--fs": args.fs}
     with tempfile.TemporaryDirectory() as folder:
         result = Path(folder) / "result.json"
-        command = [sys.executable, "-m", "bench.scaling", *argv, "--worker-result", str(result)]
+        command = [sys.executable, "-m", "bench.scaling", "--models", *args.models,
+                   *(str(v) for item in options.items() for v in item), "--worker-result", str(result)]
         runs = run_local_workers(command, n_workers, timeout_s=args.timeout)
         for index, run in enumerate(runs):
             if run.returncode != 0:
@@ -95,7 +93,6 @@ def worker_rows(n_workers: int, args: Any, argv: list[str]) -> list[dict[str, An
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Time training for every dataset size and worker count; print and save the table."""
-    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.worker_result is not None:
         worker_main(args)
@@ -103,8 +100,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     from bench.train_throughput import keras_ecg_models, print_table, save_results
 
     args.models = args.models or keras_ecg_models()
-    worker_argv = [a for a in argv if a != "--models"] + ["--models", *args.models]
-    rows = [{"part": "workers", **row} for n in args.workers for row in worker_rows(n, args, worker_argv)]
+    rows = [{"part": "workers", **row} for n in args.workers for row in worker_rows(n, args)]
     for name in args.models:
         for size in args.sizes:
             records = args.records * size

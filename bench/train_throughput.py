@@ -112,7 +112,7 @@ def print_table(rows: Iterable[dict[str, Any]], columns: list[str]) -> None:
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.1f}"
+        return f"{value:.4g}"
     return "" if value is None else str(value)[:60]
 
 

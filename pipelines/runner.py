@@ -52,20 +52,28 @@ def write_data_artifacts(config: ExperimentConfig, data: PreparedData, run_dir: 
 
 
 def run_experiment(config: ExperimentConfig, run_dir: Path, *, echo: Echo = print) -> Path:
-    """Run a whole experiment into ``run_dir`` and return it."""
-    start_run_dir(config, run_dir)
-    echo(f"run folder: {run_dir}")
-    data = prepare_data(config, progress=_loading_progress(echo))
-    summary = write_data_artifacts(config, data, run_dir)
-    echo(format_summary(summary))
-    if not config.models:
-        echo("no models in the config: data prepared, nothing to train")
-        return run_dir
-    train_all(config, data, run_dir, echo=echo)
-    from pipelines.report import write_report
+    """Run a whole experiment into ``run_dir`` and return it.
 
-    paths = write_report([run_dir])
-    echo(f"report: {paths['html']}")
+    In a multi-worker run every worker executes this; only the chief writes
+    into ``run_dir`` (the others write to a scratch folder that is removed).
+    """
+    from pipelines.runtime import artefact_dir, get_strategy
+
+    get_strategy(config.runtime)  # a multi-worker strategy must exist before other TensorFlow work
+    with artefact_dir(run_dir) as write_dir:
+        start_run_dir(config, write_dir)
+        echo(f"run folder: {run_dir}")
+        data = prepare_data(config, progress=_loading_progress(echo))
+        summary = write_data_artifacts(config, data, write_dir)
+        echo(format_summary(summary))
+        if not config.models:
+            echo("no models in the config: data prepared, nothing to train")
+            return run_dir
+        train_all(config, data, write_dir, echo=echo)
+        from pipelines.report import write_report
+
+        paths = write_report([write_dir])
+        echo(f"report: {paths['html']}")
     return run_dir
 
 

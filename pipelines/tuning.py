@@ -249,6 +249,7 @@ def tune(config: ExperimentConfig, run_dir: Path, *, overwrite: bool = False, ec
     from pipelines.runtime import get_strategy, set_precision
 
     tuning = check_tuning(config)
+    strategy = get_strategy(config.runtime)  # before any other TensorFlow work (multi-worker)
     role = distributed_role()
     writer = role != "worker"
     if writer and overwrite and (run_dir / SEARCH_DIR).is_dir():
@@ -259,7 +260,7 @@ def tune(config: ExperimentConfig, run_dir: Path, *, overwrite: bool = False, ec
     if writer:
         write_data_artifacts(config, data, run_dir)
     set_precision(config.runtime)
-    hypermodel = SuiteHyperModel(config, data.splits, get_strategy(config.runtime))
+    hypermodel = SuiteHyperModel(config, data.splits, strategy)
     tuner = make_tuner(config, hypermodel, run_dir, overwrite=overwrite and writer, echo=echo)
     echo(f"tuning {tuning.model} with {tuning.tuner} search on {tuning.objective} ({tuning.direction}) "
          f"in {run_dir}" + (f" as {os.environ['KERASTUNER_TUNER_ID']}" if role else ""))

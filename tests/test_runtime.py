@@ -89,13 +89,8 @@ def restore_policy():
     keras.mixed_precision.set_global_policy("float32")
 
 
-MINA_AUTOCAST = pytest.mark.xfail(reason="BandFilterBank.taps is autocast to the compute dtype and "
-                                          "rfft needs float32: its add_weight needs autocast=False")
-
-
 @pytest.mark.parametrize("precision", ["float16", "bfloat16"])
-@pytest.mark.parametrize("name", [pytest.param(n, marks=MINA_AUTOCAST) if n == "mina" else n
-                                  for n in ECG_MODELS])
+@pytest.mark.parametrize("name", list(ECG_MODELS))
 def test_ecg_models_run_under_mixed_precision(name, precision, restore_policy):
     x = np.random.default_rng(0).standard_normal((3, 200, 1)).astype(np.float32)
     spec, params = get_model(name), ECG_MODELS[name]
