@@ -4,7 +4,8 @@ These layers let an exported model take only the raw ECG window: the fixed FIR
 filter bank splits it into frequency channels, and the knowledge layers derive
 the signals MINA uses to guide its attention (Hong et al., IJCAI 2019):
 
-* beat knowledge: ``|x[t] - x[t-1]|``, large at the steep QRS slopes;
+* beat knowledge: ``|x[t] - x[t-1]|``, large at the steep QRS slopes (MINA takes
+  it within each segment);
 * rhythm knowledge: the standard deviation of each segment, which varies between
   segments when the rhythm is irregular;
 * frequency knowledge: the log power of each frequency channel.
@@ -70,24 +71,34 @@ class BandFilterBank(layers.Layer):
     """Fixed FIR filter bank: ``(B, T, 1)`` raw window -> ``(B, T, K)`` frequency channels.
 
     The taps come from :func:`design_filter_bank` at build time and are kept as a
-    non-trainable weight, so a saved model carries them. The bank is applied as
-    one zero-padded FFT convolution, which gives exactly the output of a
+    non-trainable weight, so a saved model carries them. By default the bank is
+    applied as one zero-padded FFT convolution, which gives the output of a
     ``padding="same"`` Conv1D with a ``(numtaps, 1, K)`` kernel (up to float
-    round-off) but is several times faster on CPU for 1-second-long filters.
-    Its dtype policy defaults to float32 (FFTs need it), also under mixed precision.
+    round-off) but is several times faster on CPU for 1-second-long filters;
+    ``method="conv"`` runs that convolution itself, which TFLite supports with
+    builtin ops (see :meth:`use_builtin_ops`). Its dtype policy defaults to
+    float32 (FFTs need it), also under mixed precision.
 
     Args:
         fs: Sampling rate in Hz.
         bands: ``(name, low, high)`` per output channel (see :data:`DEFAULT_BANDS`).
         filter_seconds: Filter length in seconds.
+        method: ``"fft"`` (fast on CPU) or ``"conv"`` (TFLite builtin ops).
     """
 
     def __init__(self, fs: float, bands: Sequence[Sequence[Any]] = DEFAULT_BANDS,
-                 filter_seconds: float = 1.0, **kwargs: Any) -> None:
+                 filter_seconds: float = 1.0, method: str = "fft", **kwargs: Any) -> None:
         super().__init__(**{"dtype": "float32", **kwargs})
+        if method not in ("fft", "conv"):
+            raise ValueError(f"method must be 'fft' or 'conv', got {method!r}")
         self.fs = float(fs)
         self.bands = [list(band) for band in bands]
         self.filter_seconds = float(filter_seconds)
+        self.method = method
+
+    def use_builtin_ops(self) -> None:
+        """Switch to the plain convolution, which converts to TFLite builtin ops."""
+        self.method = "conv"
 
     def build(self, input_shape: tuple[int, ...]) -> None:
         if input_shape[-1] != 1 or input_shape[1] is None:
@@ -99,6 +110,8 @@ class BandFilterBank(layers.Layer):
         self.n_fft = scipy.fft.next_fast_len(input_shape[1] + taps.shape[0] - 1, real=True)
 
     def call(self, inputs: Any) -> Any:
+        if self.method == "conv":
+            return ops.conv(inputs, ops.expand_dims(self.taps[::-1], 1), padding="same")
         length = inputs.shape[1]
         signal = ops.squeeze(inputs, axis=-1)                                    # (B, T)
         x_re, x_im = ops.rfft(ops.expand_dims(signal, 1), fft_length=self.n_fft)  # (B, 1, F)
@@ -113,12 +126,12 @@ class BandFilterBank(layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "fs": self.fs, "bands": self.bands,
-                "filter_seconds": self.filter_seconds}
+                "filter_seconds": self.filter_seconds, "method": self.method}
 
 
 @keras.saving.register_keras_serializable(package="biomed")
 class BeatKnowledge(layers.Layer):
-    """Beat knowledge ``|x[t] - x[t-1]|`` along time, every channel: ``(B, T, K) -> (B, T, K)``."""
+    """Beat knowledge ``|x[t] - x[t-1]|`` along axis 1 (0 at t = 0): ``(N, T, C) -> (N, T, C)``."""
 
     def call(self, inputs: Any) -> Any:
         diff = ops.abs(inputs[:, 1:] - inputs[:, :-1])

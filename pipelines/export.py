@@ -206,6 +206,7 @@ def convert_tflite(keras_file: Path, out_file: Path, quantize: str | None = None
     if quantize == "int8" and representative is None:
         raise BiomedError("int8 quantisation needs a representative dataset: export from a run folder")
     model = load_keras_model(keras_file)
+    prefer_builtin_ops(model)
     io_types = (tf.int8, tf.float32) if quantize == "int8" else (tf.float32,)
     errors = []
     for ops, batch in TFLITE_ATTEMPTS:
@@ -225,6 +226,19 @@ def convert_tflite(keras_file: Path, out_file: Path, quantize: str | None = None
                 return {"quantization": quantize or "none", "ops": ops, "batch": batch,
                         "io_dtype": io_type.name, "attempts_failed": errors}
     raise BiomedError("TFLite conversion failed: " + " | ".join(errors))
+
+
+def prefer_builtin_ops(model: Any) -> None:
+    """Switch layers that offer a TFLite-builtin formulation to it (``layer.use_builtin_ops()``).
+
+    MINA's filter bank, for instance, runs as an FFT in training and as the
+    equivalent convolution for TFLite (same output within float round-off).
+    """
+    for layer in model.layers:
+        if hasattr(layer, "use_builtin_ops"):
+            layer.use_builtin_ops()
+        if hasattr(layer, "layers"):
+            prefer_builtin_ops(layer)
 
 
 def _configure_converter(converter: Any, quantize: str | None, representative: np.ndarray | None,

@@ -35,11 +35,10 @@ def _saved(tmp_path, name: str):
     return model, path
 
 
-# MINA's TFLite parity is not checked: its BandFilterBank filters by FFT (RFFT/IRFFT/Complex), which
-# are not TFLite builtins, so it converts only with Select TF ops that this Python runtime cannot run.
-@pytest.mark.parametrize("name,tflite", [("cnn", True), ("crnn", True), ("acrnn", True),
-                                         ("resnet1d", True), ("mina", False)])
-def test_keras_savedmodel_tflite_match_in_memory_model(tmp_path, name, tflite):
+# MINA's filter bank runs as an FFT in Keras and as the equivalent convolution in TFLite
+# (prefer_builtin_ops), so its TFLite parity also covers that switch.
+@pytest.mark.parametrize("name", ["cnn", "crnn", "acrnn", "resnet1d", "mina"])
+def test_keras_savedmodel_tflite_match_in_memory_model(tmp_path, name):
     import tensorflow as tf
 
     model, path = _saved(tmp_path, name)
@@ -60,8 +59,6 @@ def test_keras_savedmodel_tflite_match_in_memory_model(tmp_path, name, tflite):
     np.testing.assert_allclose(SavedModelPredictor(tmp_path / "sm" / "1").predict(x), expected,
                                atol=PARITY_ATOL)
 
-    if not tflite:
-        return
     info = convert_tflite(path, tmp_path / "m.tflite")
     assert info["quantization"] == "none"
     np.testing.assert_allclose(TFLitePredictor(tmp_path / "m.tflite").predict(x), expected, atol=PARITY_ATOL)

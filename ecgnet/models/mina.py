@@ -6,8 +6,9 @@ Design (all computed inside the model from the raw ``(T, 1)`` window):
    window into K = 4 channels: raw, baseline wander (< 0.7 Hz), ECG band
    (0.5-40 Hz) and high-frequency noise (> 40 Hz). The model does not assume the
    input was band-pass filtered.
-2. Knowledge: beat (``|first difference|``), rhythm (standard deviation of each
-   segment) and frequency (log band power of each channel).
+2. Knowledge: beat (``|first difference|`` within each segment), rhythm
+   (standard deviation of each segment) and frequency (log band power of each
+   channel).
 3. Each channel is cut into M segments of L = ``fs / segments_per_second``
    samples (zero-padded at the end when T is not a multiple of L). The K channels
    and M segments are folded into the batch axis so that ONE Conv1D runs over all
@@ -61,15 +62,10 @@ from pipelines.errors import ConfigError
 from pipelines.modeling import l1_l2, register_model
 
 
-def _channel_segments(x: Any, segment_length: int, name: str) -> Any:
+def _channel_segments(x: Any, segment_length: int) -> Any:
     """``(B, T, K) -> (B, K, M, L)``: every channel cut into segments."""
-    segmented = Segment(segment_length, name=f"{name}_segments")(x)                 # (B, M, L, K)
-    return layers.Permute((3, 1, 2), name=f"{name}_by_channel")(segmented)
-
-
-def _fold(x: Any, name: str) -> Any:
-    """``(B, K, M, L) -> (B*K*M, L, 1)``: all segments of all channels as one batch."""
-    return FoldBatch(2, name=f"{name}_folded")(layers.Reshape((*x.shape[1:], 1))(x))
+    segmented = Segment(segment_length, name="segment")(x)                           # (B, M, L, K)
+    return layers.Permute((3, 1, 2), name="channel_segments")(segmented)
 
 
 @register_model("mina", family="keras", modality="ecg")
@@ -111,18 +107,17 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
     ecg = keras.Input(shape=input_shape, name="ecg")
     bands = BandFilterBank(fs, name="filter_bank")(ecg)                              # (B, T, K)
     frequency_knowledge = FrequencyKnowledge(name="frequency_knowledge")(bands)      # (B, K, 1)
-    signal = _channel_segments(bands, segment_length, "signal")                      # (B, K, M, L)
+    signal = _channel_segments(bands, segment_length)                                # (B, K, M, L)
     rhythm_knowledge = RhythmKnowledge(name="rhythm_knowledge")(signal)              # (B, K, M, 1)
-    beat_knowledge = _channel_segments(BeatKnowledge(name="beat_knowledge")(bands),
-                                       segment_length, "beat_knowledge")
 
-    # Beat level: one Conv1D over all B*K*M segments.
+    # Beat level: one Conv1D over all B*K*M segments, attention over its P positions.
     unfold = (channels, segments)
+    x = FoldBatch(2, name="fold_segments")(layers.Reshape((*unfold, segment_length, 1))(signal))
+    k = BeatKnowledge(name="beat_knowledge")(x)                                      # (BKM, L, 1)
     x = layers.Conv1D(filters, kernel_size, strides=conv_stride, padding="same", activation="relu",
-                      kernel_regularizer=reg, name="beat_conv")(_fold(signal, "signal"))
-    # x: (BKM, P, F) conv features at P positions per segment; k: beat knowledge there.
+                      kernel_regularizer=reg, name="beat_conv")(x)                   # (BKM, P, F)
     k = layers.AveragePooling1D(kernel_size, strides=conv_stride, padding="same",
-                                name="beat_knowledge_pool")(_fold(beat_knowledge, "beat_knowledge"))
+                                name="beat_knowledge_pool")(k)                       # (BKM, P, 1)
     x, _ = AttentionPooling(beat_attention_units, kernel_regularizer=reg, name="beat_attention")(
         [UnfoldBatch(unfold, name="unfold_beats")(x),
          UnfoldBatch(unfold, name="unfold_beat_knowledge")(k)])                      # (B, K, M, F)
