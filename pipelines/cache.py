@@ -10,7 +10,7 @@ from typing import Iterable
 
 import numpy as np
 
-from pipelines.artifacts import write_npz
+from pipelines.artifacts import atomic_path, write_npz
 from pipelines.samples import SampleSet
 
 
@@ -33,22 +33,29 @@ def fingerprint(files: Iterable[str | Path], *extra: str) -> str:
     return digest.hexdigest()[:24]
 
 
-def load_cached(path: Path) -> SampleSet | None:
-    """Return the cached sample set at ``path`` or None when absent or unreadable."""
-    if not path.is_file():
+def load_cached(folder: Path) -> SampleSet | None:
+    """Return the sample set cached in ``folder`` or None when absent or unreadable."""
+    if not (folder / "meta.npz").is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with np.load(folder / "meta.npz", allow_pickle=False) as npz:
             meta = json.loads(str(npz["meta"]))
-            return SampleSet(npz["x"], npz["y"], npz["record"], npz["group"], npz["window"],
+            x = np.load(folder / "x.npy", allow_pickle=False)  # one plain read: no zip, no CRC
+            return SampleSet(x, npz["y"], npz["record"], npz["group"], npz["window"],
                              meta["classes"], meta["fs"], meta["skipped"], meta["excluded"])
     except (OSError, KeyError, ValueError):
         return None
 
 
-def save_cached(path: Path, samples: SampleSet) -> None:
-    """Write a sample set to the cache atomically."""
+def save_cached(folder: Path, samples: SampleSet) -> None:
+    """Write a sample set into the cache folder ``folder``; ``meta.npz`` is written last.
+
+    Each file is written atomically and a reader needs ``meta.npz``, so a
+    half-written cache entry is never read.
+    """
     meta = {"classes": samples.classes, "fs": samples.fs, "skipped": samples.skipped,
             "excluded": samples.excluded}
-    write_npz(path, x=samples.x, y=samples.y, record=samples.record.astype(str),
+    with atomic_path(folder / "x.npy") as tmp:
+        np.save(tmp, samples.x)
+    write_npz(folder / "meta.npz", y=samples.y, record=samples.record.astype(str),
               group=samples.group.astype(str), window=samples.window, meta=np.array(json.dumps(meta)))

@@ -90,7 +90,7 @@ def load_ecg_samples(data: DataConfig, *, progress: Progress | None = None,
         config_hash({k: getattr(data, k) for k in ("source", "records", "channel", "annotated",
                                                     "preprocess")}),
         config_hash(task))
-    cache_file = cache.cache_root(data.cache.dir) / "ecg" / f"{key}.npz"
+    cache_file = cache.cache_root(data.cache.dir) / "ecg" / key
     enabled = data.cache.enabled if use_cache is None else use_cache
     if enabled:
         cached = cache.load_cached(cache_file)
