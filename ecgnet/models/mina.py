@@ -73,7 +73,7 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
                seed: int = 0, l1: float = 0.0, l2: float = 1e-4, dropout: float = 0.2,
                segments_per_second: float = 6.0, filters: int = 32, kernel_size: int = 15,
                conv_stride: int = 10, units: int = 16, attention_units: int = 16,
-               beat_attention_units: int = 0) -> keras.Model:
+               beat_attention_units: int = 0, unroll: bool = True) -> keras.Model:
     """Build MINA for a raw ``(T, 1)`` ECG window sampled at ``fs`` Hz.
 
     Args:
@@ -92,6 +92,8 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
         attention_units: Hidden width of the rhythm and frequency attention scores.
         beat_attention_units: Hidden width of the beat attention score; 0 (default) for a
             linear score, as it runs at every conv position of every segment.
+        unroll: Unroll the rhythm LSTM over the (fixed) M segments: faster on CPU
+            (about 25 % in inference) at the cost of a larger graph.
 
     Returns:
         An uncompiled functional model with output ``probs`` ``(B, n_classes)``.
@@ -124,8 +126,8 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
 
     # Rhythm level: one BiLSTM over the M segments of all B*K channel sequences.
     x = FoldBatch(1, name="fold_channels")(x)                                        # (BK, M, F)
-    x = layers.Bidirectional(layers.LSTM(units, return_sequences=True, kernel_regularizer=reg),
-                             name="rhythm_lstm")(x)
+    x = layers.Bidirectional(layers.LSTM(units, return_sequences=True, kernel_regularizer=reg,
+                                         unroll=unroll), name="rhythm_lstm")(x)
     x = UnfoldBatch((channels,), name="unfold_channels")(x)                          # (B, K, M, 2U)
     x, _ = AttentionPooling(attention_units, kernel_regularizer=reg, name="rhythm_attention")(
         [x, rhythm_knowledge])                                                        # (B, K, 2U)
