@@ -114,6 +114,7 @@ def _load_builtin_models() -> None:
         return
     _BUILTINS_LOADED = True
     import ecgnet.models  # noqa: F401  (registers ECG models and baselines)
+    import pipelines.keras_metrics  # noqa: F401  (saved models' compile config names SparseAUC)
     try:
         import imaging.models  # noqa: F401
     except ImportError:  # imaging models are optional until that package provides them
