@@ -12,7 +12,7 @@ from pipelines.errors import BiomedError
 from pipelines.export import (ExportSource, convert_tflite, export_model, load_keras_model, resolve_source,
                               select_model)
 from pipelines.model_card import read_card
-from pipelines.predict import SavedModelPredictor, TFLitePredictor, load_predictor
+from pipelines.predict import KerasPredictor, SavedModelPredictor, TFLitePredictor, load_predictor
 
 FS, T = 50.0, 250
 TINY = {"cnn": {"filters": 4, "depth": 2}, "crnn": {"filters": 4, "depth": 2, "units": 4},
@@ -123,3 +123,10 @@ def test_select_model_picks_best_keras_record_roc_auc(tmp_path):
     assert select_model(tmp_path, "mina", None)[:2] == ("mina", 0)
     with pytest.raises(BiomedError, match="scikit-learn"):
         select_model(tmp_path, "expert_rf", None)
+
+
+def test_keras_predictor_through_xla_matches(tmp_path):
+    model, path = _saved(tmp_path, "mina")
+    x = _inputs()
+    np.testing.assert_allclose(KerasPredictor(path, jit_compile=True).predict(x),
+                               model.predict(x, verbose=0), atol=PARITY_ATOL)
