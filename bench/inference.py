@@ -8,7 +8,7 @@ FFT filter bank under TFLite builtins) is reported with its error.
 
 Usage::
 
-    python bench/inference.py --out bench/inference.json            # full sizes
+    python -m bench.inference --out bench/results/inference.json     # full sizes
     python bench/inference.py --tiny --repeats 3 --out /tmp/b.json   # quick check
 """
 
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny models and inputs (a quick check)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--out", default="bench/inference.json")
+    parser.add_argument("--out", default="bench/results/inference.json")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

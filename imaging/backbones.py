@@ -157,6 +157,11 @@ def build_backbone(name: str, input_shape: tuple[int, int, int], *, alpha: float
     constructor = getattr(keras.applications, spec.constructor)
     try:  # "imagenet" goes through Keras' normal download and cache
         return constructor(include_top=False, weights=resolved, input_shape=tuple(input_shape), **kwargs)
+    except ValueError as err:
+        if resolved in (None, "imagenet"):
+            raise
+        raise BiomedError(f"weights file {resolved} does not fit backbone {name!r} (alpha {alpha}): "
+                          f"{str(err).splitlines()[0]}") from None
     except Exception as err:
         if resolved != "imagenet" or (keras_cache_dir() / spec.imagenet_file(alpha, height)).is_file():
             raise

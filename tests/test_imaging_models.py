@@ -51,8 +51,12 @@ def test_image_models_are_registered():
             "efficientnet_b3", "efficientnet_v2_b0", "resnet50", "densenet121", "convnext_tiny"} <= set(BACKBONES)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(BACKBONES))
+# The small backbones run in every test run; the large ones (minutes on 2 CPU cores) with --runslow.
+QUICK_BACKBONES = {"mobilenet", "mobilenet_v2", "mobilenet_v3_small"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in QUICK_BACKBONES else pytest.mark.slow)
+                                  for n in sorted(BACKBONES)])
 def test_every_backbone_builds_and_trains_one_step(name):
     model = get_model("transfer").build((32, 32, 3), 3, backbone=name, fine_tune="full")
     model.compile("adam", "sparse_categorical_crossentropy")
@@ -99,6 +103,11 @@ def test_offline_imagenet_error_names_the_cache_file(tmp_path, monkeypatch):
         get_model("transfer").build((128, 128, 3), 2, weights="imagenet", **SMALL)
     with pytest.raises(BiomedError, match="not found"):
         transfer(weights="no/such/file.h5")
+
+
+def test_weights_file_of_another_width_is_a_clear_error(weights_file):
+    with pytest.raises(BiomedError, match="does not fit backbone 'mobilenet' \\(alpha 0.5\\)"):
+        get_model("transfer").build((32, 32, 3), 2, **{**SMALL, "alpha": 0.5, "weights": str(weights_file)})
 
 
 def test_bad_hyperparameters_fail_at_build():
