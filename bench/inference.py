@@ -3,13 +3,13 @@
 Builds MINA (ECG) and one imaging model with random weights (speed does not
 depend on training), exports each format with :mod:`pipelines.export`, and
 times single-sample latency (median over ``--repeats`` calls) and batched
-throughput (samples/s). A format that cannot be exported or run (e.g. MINA's
-FFT filter bank under TFLite builtins) is reported with its error.
+throughput (samples/s). A format that cannot be exported or run (e.g. int8
+TFLite of an LSTM model, which crashes the converter) is reported with its error.
 
 Usage::
 
     python -m bench.inference --out bench/results/inference.json     # full sizes
-    python bench/inference.py --tiny --repeats 3 --out /tmp/b.json   # quick check
+    python -m bench.inference --tiny --repeats 3 --out /tmp/b.json   # quick check
 """
 
 from __future__ import annotations
