@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from pipelines.cli import build_parser, main
+from pipelines.errors import ConfigError
 
 SUBCOMMANDS = ["run", "data", "report", "tune", "export", "predict", "models"]
 
@@ -46,7 +47,7 @@ def test_missing_config_and_missing_data_folder(tmp_path, capsys):
     config.write_text("name: x\ndata: {source: cinc2017, path: missing}\n")
     assert main(["run", str(config)]) == 2
     assert "data folder" in capsys.readouterr().err
-    with pytest.raises(Exception):
+    with pytest.raises(ConfigError, match="data folder"):  # --debug lets the exception through
         main(["--debug", "run", str(config)])
 
 
