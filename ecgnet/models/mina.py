@@ -9,12 +9,15 @@ Design (all computed inside the model from the raw ``(T, 1)`` window):
 2. Knowledge: beat (``|first difference|`` within each segment), rhythm
    (standard deviation of each segment) and frequency (log band power of each
    channel).
-3. Each channel is cut into M segments of L = ``fs / segments_per_second``
-   samples (zero-padded at the end when T is not a multiple of L). The K channels
-   and M segments are folded into the batch axis so that ONE Conv1D runs over all
-   ``B*K*M`` segments. **Beat level**: attention over the conv positions of each
-   segment, its score fed with the beat knowledge averaged over each position's
-   receptive field (``beat_attention``, weights ``(B, K, M, P)``).
+3. Each channel is cut into M segments of L ≈ ``fs / segments_per_second``
+   samples (a multiple of the conv stride; zero-padded at the end when T is not
+   a multiple of L). **Beat level**: the K channels are folded into the batch
+   axis and ONE stack of convolutions (the strided ``beat_conv`` and
+   ``beat_depth - 1`` context convolutions) runs over every channel's whole
+   signal; its output is cut into the M segments of P positions, and attention
+   over the positions of each segment, its score fed with the beat knowledge
+   averaged over each position's receptive field, gives one vector per segment
+   (``beat_attention``, weights ``(B, K, M, P)``).
 4. **Rhythm level**: one Bidirectional LSTM over the M segment vectors of all
    ``B*K`` channel sequences, then attention over segments guided by the rhythm
    knowledge (``rhythm_attention``, weights ``(B, K, M)``).
@@ -45,6 +48,11 @@ Deviations from the paper:
   through a learned convolution.
 * The frequency knowledge is the log mean power of each channel instead of a
   power spectral density.
+* The paper convolves each segment on its own (one conv layer). Here the beat
+  convolutions run over the continuous channel signal and are followed by two
+  context convolutions, so a position's features see the neighbouring beats.
+  Without them this implementation stayed near 0.6 window ROC-AUC on CinC 2017
+  (a 5,000-window ablation where the plain CNN reached 0.90); with them it learns.
 """
 
 from __future__ import annotations
@@ -61,6 +69,8 @@ from ecgnet.layers import (AttentionPooling, ChannelEmbedding, FoldBatch, Segmen
 from pipelines.errors import ConfigError
 from pipelines.modeling import l1_l2, register_model
 
+BEAT_CONTEXT_KERNEL = 5
+
 
 def _channel_segments(x: Any, segment_length: int) -> Any:
     """``(B, T, K) -> (B, K, M, L)``: every channel cut into segments."""
@@ -73,7 +83,7 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
                seed: int = 0, l1: float = 0.0, l2: float = 1e-4, dropout: float = 0.2,
                segments_per_second: float = 6.0, filters: int = 32, kernel_size: int = 15,
                conv_stride: int = 10, units: int = 16, attention_units: int = 16,
-               beat_attention_units: int = 0, unroll: bool = True) -> keras.Model:
+               beat_attention_units: int = 0, beat_depth: int = 3, unroll: bool = True) -> keras.Model:
     """Build MINA for a raw ``(T, 1)`` ECG window sampled at ``fs`` Hz.
 
     Args:
@@ -84,7 +94,8 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
         l1: L1 strength on conv, LSTM, attention and dense kernels.
         l2: L2 strength on the same kernels.
         dropout: Dropout rate before the output layer.
-        segments_per_second: Segments per second; segment length L = round(fs / this).
+        segments_per_second: Segments per second; segment length L = fs / this, rounded
+            to a multiple of ``conv_stride``.
         filters: Conv1D filters of the beat level.
         kernel_size: Conv1D kernel length (samples).
         conv_stride: Conv1D stride; a segment has ceil(L / conv_stride) positions.
@@ -92,6 +103,8 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
         attention_units: Hidden width of the rhythm and frequency attention scores.
         beat_attention_units: Hidden width of the beat attention score; 0 (default) for a
             linear score, as it runs at every conv position of every segment.
+        beat_depth: Convolutions of the beat level: the strided ``beat_conv`` plus
+            ``beat_depth - 1`` more (kernel 5) that widen each position's view to neighbouring beats.
         unroll: Unroll the rhythm LSTM over the (fixed) M segments: faster on CPU
             (about 25 % in inference) at the cost of a larger graph.
 
@@ -101,7 +114,8 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
     if not fs:
         raise ConfigError("model 'mina' needs the sampling rate fs")
     keras.utils.set_random_seed(seed)
-    segment_length = max(1, round(fs / segments_per_second))
+    # A whole number of conv positions per segment: L is a multiple of the conv stride.
+    segment_length = conv_stride * max(1, round(fs / segments_per_second / conv_stride))
     channels = len(DEFAULT_BANDS)
     segments = n_segments(input_shape[0], segment_length)
     reg = l1_l2(l1, l2)
@@ -112,17 +126,24 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
     signal = _channel_segments(bands, segment_length)                                # (B, K, M, L)
     rhythm_knowledge = RhythmKnowledge(name="rhythm_knowledge")(signal)              # (B, K, M, 1)
 
-    # Beat level: one Conv1D over all B*K*M segments, attention over its P positions.
-    unfold = (channels, segments)
-    x = FoldBatch(2, name="fold_segments")(layers.Reshape((*unfold, segment_length, 1))(signal))
-    k = BeatKnowledge(name="beat_knowledge")(x)                                      # (BKM, L, 1)
+    # Beat level: convolutions over each channel's whole (end-padded) signal, the K channels
+    # folded into the batch (one computation), then attention over the P positions of each segment.
+    positions = segment_length // conv_stride
+    x = FoldBatch(1, name="fold_channel_signals")(
+        layers.Reshape((channels, segments * segment_length, 1), name="channel_signals")(signal))
+    k = BeatKnowledge(name="beat_knowledge")(x)                                      # (BK, M*L, 1)
     x = layers.Conv1D(filters, kernel_size, strides=conv_stride, padding="same", activation="relu",
-                      kernel_regularizer=reg, name="beat_conv")(x)                   # (BKM, P, F)
+                      kernel_regularizer=reg, name="beat_conv")(x)                   # (BK, M*P, F)
+    for depth in range(1, beat_depth):
+        x = layers.Conv1D(filters, BEAT_CONTEXT_KERNEL, padding="same", activation="relu",
+                          kernel_regularizer=reg, name=f"beat_conv_{depth}")(x)
     k = layers.AveragePooling1D(kernel_size, strides=conv_stride, padding="same",
-                                name="beat_knowledge_pool")(k)                       # (BKM, P, 1)
+                                name="beat_knowledge_pool")(k)                       # (BK, M*P, 1)
+    unfold = (channels, segments, positions)
     x, _ = AttentionPooling(beat_attention_units, kernel_regularizer=reg, name="beat_attention")(
-        [UnfoldBatch(unfold, name="unfold_beats")(x),
-         UnfoldBatch(unfold, name="unfold_beat_knowledge")(k)])                      # (B, K, M, F)
+        [layers.Reshape((*unfold, filters), name="beat_segments")(UnfoldBatch((channels,))(x)),
+         layers.Reshape((*unfold, 1), name="beat_knowledge_segments")(
+             UnfoldBatch((channels,), name="unfold_beat_knowledge")(k))])            # (B, K, M, F)
 
     # Rhythm level: one BiLSTM over the M segments of all B*K channel sequences.
     x = FoldBatch(1, name="fold_channels")(x)                                        # (BK, M, F)
