@@ -395,6 +395,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     raw["models"] = [_model_entry(m) for m in raw.get("models") or []]
     for item in overrides or []:
         apply_override(raw, item)
+    raw["models"] = [_model_entry(m) for m in raw.get("models") or []]  # --set models=[cnn, mina]
     _resolve_paths(raw, path.parent)
     try:
         return from_dict(ExperimentConfig, raw)

@@ -67,6 +67,7 @@ def test_overrides_are_parsed_and_validated(tmp_path):
     config = load_config(path, ["data.preprocess.fs=250", "seeds=[1, 2]", "models.0.params.dropout=0.5"])
     assert config.data.preprocess.fs == 250.0 and config.seeds == [1, 2]
     assert config.models[0].params == {"dropout": 0.5}
+    assert [m.type for m in load_config(path, ["models=[cnn, mina]"]).models] == ["cnn", "mina"]
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(path, ["data.preprocess.fs"])
     with pytest.raises(ConfigError, match="unknown key 'data.preproces'"):
