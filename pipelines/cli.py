@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--per-window", action="store_true", help="also write per-window scores")
     predict.add_argument("--batch-size", type=int, default=256)
     predict.add_argument("--jit-compile", action="store_true",
-                         help="run a .keras model through XLA (faster inference on CPU, e.g. MINA)")
+                         help="run a .keras model through XLA (can speed up inference; measure per model)")
     predict.set_defaults(func=_cmd_predict)
 
     models = sub.add_parser("models", help="list registered models and their hyperparameters")

@@ -124,7 +124,7 @@ def _dequantize(y: np.ndarray, details: dict[str, Any]) -> np.ndarray:
 def load_predictor(model: Path, jit_compile: bool = False) -> tuple[Predictor, dict[str, Any]]:
     """Load an export folder (card + artefact) or a model file with a card beside it.
 
-    ``jit_compile`` compiles a ``.keras`` model with XLA for inference (faster for MINA on CPU).
+    ``jit_compile`` compiles a ``.keras`` model with XLA for inference (faster for some models).
 
     Returns:
         The predictor of the artefact's format and the model card.
