@@ -96,6 +96,14 @@ def test_shared_imagenet_mobilenet_file_changes_the_weights():
 
 
 def test_offline_imagenet_error_names_the_cache_file(tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    from keras.src.utils import file_utils
+
+    def offline(*args, **kwargs):
+        raise URLError("offline (simulated: the test never touches the network)")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)  # where keras.applications downloads weights
     monkeypatch.setattr(backbones, "keras_cache_dir", lambda: tmp_path)
     with pytest.raises(BiomedError, match="mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"):
         get_model("transfer").build((64, 64, 3), 2, backbone="mobilenet_v2", weights="imagenet")
