@@ -178,3 +178,15 @@ def test_preprocess_rejects_nan_and_flat():
         preprocess_record(np.array([0.0, np.nan] * 500), 100, RAW)
     with pytest.raises(Exception, match="flat line"):
         preprocess_record(np.zeros(1000), 100, RAW)
+
+
+def test_physionet_download_offline_says_what_to_fetch(tmp_path, monkeypatch):
+    from pipelines import ecg_sources
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Max retries exceeded (simulated: no network in tests)")
+
+    monkeypatch.setattr(ecg_sources.wfdb, "dl_database", offline)
+    with pytest.raises(DataError, match=r"could not download PhysioNet database 'mitdb'.*"
+                                        r"physionet.org/content/mitdb/.*unpack.*" + str(tmp_path / "mit")):
+        ecg_sources.download_physionet("mitdb", tmp_path / "mit")
