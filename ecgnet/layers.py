@@ -8,10 +8,12 @@ mode (no ``Lambda`` layers).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import keras
 from keras import layers, ops
+
+from pipelines.modeling import l1_l2
 
 
 @keras.saving.register_keras_serializable(package="biomed")
@@ -188,3 +190,21 @@ def classifier_head(x: Any, n_classes: int, *, dropout: float, regularizer: Any)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     return layers.Dense(n_classes, activation="softmax", dtype="float32",
                         kernel_regularizer=regularizer, name="probs")(x)
+
+
+def conv_front_end_model(input_shape: tuple[int, ...], n_classes: int, *, name: str, seed: int,
+                         l1: float, l2: float, dropout: float, filters: int, kernel_size: int,
+                         depth: int, pool_size: int,
+                         summarize: Callable[[Any, Any], Any]) -> keras.Model:
+    """Input ``ecg`` → :func:`conv_stack` → ``summarize(x, regularizer)`` → :func:`classifier_head`.
+
+    The cnn, crnn and acrnn models differ only in how they summarise the conv
+    features over time (pooling, LSTM, BiLSTM + attention): ``summarize`` is that part.
+    """
+    keras.utils.set_random_seed(seed)
+    reg = l1_l2(l1, l2)
+    ecg = keras.Input(shape=input_shape, name="ecg")
+    x = conv_stack(ecg, filters=filters, kernel_size=kernel_size, depth=depth, pool_size=pool_size,
+                   regularizer=reg)
+    head = classifier_head(summarize(x, reg), n_classes, dropout=dropout, regularizer=reg)
+    return keras.Model(ecg, head, name=name)

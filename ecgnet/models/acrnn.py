@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from keras import layers
 
-from ecgnet.layers import AttentionPooling, classifier_head, conv_stack
-from pipelines.modeling import l1_l2, register_model
+from ecgnet.layers import AttentionPooling, conv_front_end_model
+from pipelines.modeling import register_model
 
 
 @register_model("acrnn", family="keras", modality="ecg")
@@ -38,13 +40,12 @@ def build_acrnn(input_shape: tuple[int, ...], n_classes: int, *, fs: float | Non
     Returns:
         An uncompiled functional model with output ``probs`` ``(B, n_classes)``.
     """
-    keras.utils.set_random_seed(seed)
-    reg = l1_l2(l1, l2)
-    ecg = keras.Input(shape=input_shape, name="ecg")
-    x = conv_stack(ecg, filters=filters, kernel_size=kernel_size, depth=depth,
-                   pool_size=pool_size, regularizer=reg)
-    x = layers.Bidirectional(layers.LSTM(units, return_sequences=True, kernel_regularizer=reg),
-                             name="bilstm")(x)
-    x, _ = AttentionPooling(attention_units, kernel_regularizer=reg, name="time_attention")(x)
-    return keras.Model(ecg, classifier_head(x, n_classes, dropout=dropout, regularizer=reg),
-                       name="acrnn")
+
+    def summarize(x: Any, reg: Any) -> Any:
+        x = layers.Bidirectional(layers.LSTM(units, return_sequences=True, kernel_regularizer=reg),
+                                 name="bilstm")(x)
+        return AttentionPooling(attention_units, kernel_regularizer=reg, name="time_attention")(x)[0]
+
+    return conv_front_end_model(input_shape, n_classes, name="acrnn", seed=seed, l1=l1, l2=l2,
+                                dropout=dropout, filters=filters, kernel_size=kernel_size,
+                                depth=depth, pool_size=pool_size, summarize=summarize)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from keras import layers
 
-from ecgnet.layers import classifier_head, conv_stack
-from pipelines.modeling import l1_l2, register_model
+from ecgnet.layers import conv_front_end_model
+from pipelines.modeling import register_model
 
 
 @register_model("crnn", family="keras", modality="ecg")
@@ -33,11 +35,10 @@ def build_crnn(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
     Returns:
         An uncompiled functional model with output ``probs`` ``(B, n_classes)``.
     """
-    keras.utils.set_random_seed(seed)
-    reg = l1_l2(l1, l2)
-    ecg = keras.Input(shape=input_shape, name="ecg")
-    x = conv_stack(ecg, filters=filters, kernel_size=kernel_size, depth=depth,
-                   pool_size=pool_size, regularizer=reg)
-    x = layers.LSTM(units, kernel_regularizer=reg, name="lstm")(x)
-    return keras.Model(ecg, classifier_head(x, n_classes, dropout=dropout, regularizer=reg),
-                       name="crnn")
+
+    def summarize(x: Any, reg: Any) -> Any:
+        return layers.LSTM(units, kernel_regularizer=reg, name="lstm")(x)
+
+    return conv_front_end_model(input_shape, n_classes, name="crnn", seed=seed, l1=l1, l2=l2,
+                                dropout=dropout, filters=filters, kernel_size=kernel_size,
+                                depth=depth, pool_size=pool_size, summarize=summarize)
