@@ -66,3 +66,21 @@ def test_run_folder_of_another_config_is_refused(tiny_config, tmp_path):
     tiny_config.seeds = [5]
     with pytest.raises(BiomedError, match="different config"):
         start_run_dir(tiny_config, tmp_path / "run")
+
+
+def test_four_class_run_reports_cinc_score(tmp_path):
+    four_class = {**TINY, "name": "tiny4",
+                  "data": {**TINY["data"], "synthetic": {"n_records": 48, "duration_s": [10, 14], "seed": 2},
+                           "task": {"classes": ["N", "A", "O", "~"]}}}
+    path = tmp_path / "tiny4.yaml"
+    path.write_text(yaml.safe_dump(four_class))
+    run = run_experiment(load_config(path), tmp_path / "run", echo=lambda _: None)
+
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert set(metrics["model"]) == {"expert_lr", "cnn"}
+    for column in ("cinc_score", "macro_roc_auc", "f1_N", "f1_A", "f1_O", "f1_~"):
+        assert metrics[column].notna().all(), column
+    np.testing.assert_allclose(metrics["cinc_score"], metrics[["f1_N", "f1_A", "f1_O"]].mean(axis=1))
+    predictions = pd.read_csv(run / "models" / "cnn" / "seed_0" / "predictions.csv", dtype={"record": str})
+    np.testing.assert_allclose(predictions[["prob_N", "prob_A", "prob_O", "prob_~"]].sum(axis=1), 1.0, atol=1e-5)
+    assert "CinC score" in (run / "report.md").read_text()
