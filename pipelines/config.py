@@ -8,6 +8,7 @@ like any other key.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import os
@@ -20,6 +21,9 @@ import yaml
 from pipelines.errors import ConfigError
 from pipelines.modeling import check_hyperparameters, get_model, suggest
 from pipelines.schema import from_dict, to_dict
+
+#: Whether DataConfig.validate checks that its files exist (set by load_config).
+_CHECK_DATA_FILES: contextvars.ContextVar[bool] = contextvars.ContextVar("check_data_files", default=True)
 
 
 @dataclass
@@ -191,6 +195,10 @@ class DataConfig:
     def validate(self, where: str) -> None:
         if self.source not in GENERATED_SOURCES and not self.path:
             raise ConfigError(f"{where}.path: required for source {self.source!r}")
+        if _CHECK_DATA_FILES.get():
+            self._check_files(where)
+
+    def _check_files(self, where: str) -> None:
         if self.path and self.source == "image_npz":
             if not Path(self.path).is_file():
                 raise ConfigError(f"{where}.path: .npz file {self.path} does not exist")
@@ -372,12 +380,15 @@ class ExperimentConfig:
 PATH_KEYS = (("data", "path"), ("data", "cache", "dir"))
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
+                check_data: bool = True) -> ExperimentConfig:
     """Load, override and validate an experiment YAML file.
 
     Args:
         path: the YAML file.
         overrides: ``key.sub=value`` strings; values are parsed as YAML scalars/lists.
+        check_data: Check that the data folder and labels file exist. ``False`` reads the
+            config of a finished run on a machine without its data (export, model cards).
 
     Returns:
         The validated ExperimentConfig, with every path made absolute.
@@ -397,10 +408,13 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> 
         apply_override(raw, item)
     raw["models"] = [_model_entry(m) for m in raw.get("models") or []]  # --set models=[cnn, mina]
     _resolve_paths(raw, path.parent)
+    token = _CHECK_DATA_FILES.set(check_data)
     try:
         return from_dict(ExperimentConfig, raw)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+    finally:
+        _CHECK_DATA_FILES.reset(token)
 
 
 def apply_override(raw: dict, item: str) -> None:

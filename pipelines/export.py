@@ -366,7 +366,7 @@ def _run_fields(source: ExportSource) -> dict[str, Any]:
     if source.run_dir is None:
         return {}
     run_dir = source.run_dir
-    config: ExperimentConfig = load_config(run_dir / "config.yaml")
+    config: ExperimentConfig = load_config(run_dir / "config.yaml", check_data=False)
     metrics = pd.read_csv(run_dir / "metrics.csv")
     rows = metrics[(metrics["model"] == source.model) & (metrics["seed"] == source.seed)]
     test_metrics = {row["level"]: {k: _json_value(v) for k, v in row.items() if k not in

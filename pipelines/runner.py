@@ -88,7 +88,7 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path, *, ec
         out = run_dir / "models" / entry.label / f"seed_{seed}"
         tag = f"[{number}/{len(jobs)}] {entry.label} seed {seed}"
         if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
-            echo(f"{tag}: already done, skipped (resume)")
+            echo(f"{tag}: already trained (predictions.csv found), evaluated without retraining")
             new_rows = evaluate_run_predictions(config, data, entry, seed, pd.read_csv(out / "predictions.csv",
                                                                            dtype={"record": str}))
         else:

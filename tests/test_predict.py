@@ -184,3 +184,16 @@ def test_images_are_decoded_resized_and_scored(tmp_path):
         np.testing.assert_allclose(frame.loc[name, ["prob_class_0", "prob_class_1", "prob_class_2"]],
                                    model.predict(x, verbose=0)[0], atol=1e-5)
     assert (frame["n_windows"] == 1).all()
+
+
+def test_export_from_a_run_whose_data_is_gone(run_dir, tmp_path, capsys):
+    copy = tmp_path / "run_copy"
+    shutil.copytree(run_dir, copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["data"]["path"] = str(tmp_path / "moved_away")
+    (copy / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert main(["export", str(copy), "--out", str(tmp_path / "exp")]) == 0
+    card = read_card(tmp_path / "exp")
+    assert card["threshold"] == pytest.approx(read_card_of(run_dir)["threshold"])
+    assert main(["run", str(copy / "config.yaml"), "--out", str(tmp_path / "again")]) != 0  # training still needs it
+    assert "moved_away does not exist" in capsys.readouterr().err
