@@ -50,10 +50,11 @@ def design_filter_bank(fs: float, bands: Sequence[Sequence[Any]] = DEFAULT_BANDS
     numtaps = 2 * int(round(fs * filter_seconds / 2)) + 1
     cap = MAX_CUTOFF * fs / 2
     columns = []
-    for _, low, high in bands:
+    for band in bands:
+        _, low, high = band
         low = None if low is None else min(float(low), cap)
         high = None if high is None else min(float(high), cap)
-        if low is None and high is None:
+        if _is_passthrough(band):
             taps = np.zeros(numtaps)
             taps[numtaps // 2] = 1.0
         elif low is None:
@@ -112,14 +113,20 @@ class BandFilterBank(layers.Layer):
     def call(self, inputs: Any) -> Any:
         if self.method == "conv":
             return ops.conv(inputs, ops.expand_dims(self.taps[::-1], 1), padding="same")
+        # Passthrough bands are the input itself; only the others go through the FFT.
+        filtered_bands = [i for i, band in enumerate(self.bands) if not _is_passthrough(band)]
         length = inputs.shape[1]
         signal = ops.squeeze(inputs, axis=-1)                                    # (B, T)
         x_re, x_im = ops.rfft(ops.expand_dims(signal, 1), fft_length=self.n_fft)  # (B, 1, F)
-        h_re, h_im = ops.rfft(ops.transpose(self.taps), fft_length=self.n_fft)   # (K, F)
+        taps = ops.take(self.taps, filtered_bands, axis=1)
+        h_re, h_im = ops.rfft(ops.transpose(taps), fft_length=self.n_fft)        # (Kf, F)
         product = (x_re * h_re - x_im * h_im, x_re * h_im + x_im * h_re)
-        filtered = ops.irfft(product, fft_length=self.n_fft)                     # (B, K, n_fft)
+        filtered = ops.irfft(product, fft_length=self.n_fft)                     # (B, Kf, n_fft)
         delay = (self.taps.shape[0] - 1) // 2
-        return ops.transpose(filtered[:, :, delay:delay + length], (0, 2, 1))
+        filtered = filtered[:, :, delay:delay + length]
+        channels = [signal if _is_passthrough(band) else filtered[:, filtered_bands.index(i)]
+                    for i, band in enumerate(self.bands)]
+        return ops.stack(channels, axis=-1)                                      # (B, T, K)
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int | None, ...]:
         return (*input_shape[:-1], len(self.bands))
@@ -127,6 +134,11 @@ class BandFilterBank(layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "fs": self.fs, "bands": self.bands,
                 "filter_seconds": self.filter_seconds, "method": self.method}
+
+
+def _is_passthrough(band: Sequence[Any]) -> bool:
+    """Whether a ``(name, low, high)`` band has no cutoff (its filter is a unit impulse)."""
+    return band[1] is None and band[2] is None
 
 
 @keras.saving.register_keras_serializable(package="biomed")

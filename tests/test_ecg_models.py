@@ -22,7 +22,8 @@ TINY = {
     "cnn": {"filters": 4, "depth": 2},
     "crnn": {"filters": 4, "depth": 2, "units": 4},
     "acrnn": {"filters": 4, "depth": 2, "units": 4, "attention_units": 4},
-    "mina": {"filters": 4, "kernel_size": 4, "conv_stride": 5, "units": 4, "attention_units": 4},
+    "mina": {"filters": 4, "kernel_size": 4, "conv_stride": 5, "segments_per_second": 6, "units": 4,
+             "attention_units": 4},
     "resnet1d": {"filters": 4, "kernel_size": 5, "depth": 3, "double_every": 2},
 }
 MODELS = sorted(TINY)
@@ -78,8 +79,8 @@ def test_attention_weights_sum_to_one_after_reload(trained):
     segments = T // int(FS / 6)      # MINA: L = fs / 6 = 10 samples, 2 positions at stride 5
     # acrnn: two "same" max-pools of 4 before the LSTM.
     expected = {"acrnn": {"time_attention": (4, math.ceil(T / 4 / 4))},
-                "mina": {"beat_attention": (4, 4, segments, 2),
-                         "rhythm_attention": (4, 4, segments), "frequency_attention": (4, 4)}}[name]
+                "mina": {"beat_attention": (4, 3, segments, 2),     # 3 frequency channels
+                         "rhythm_attention": (4, 3, segments), "frequency_attention": (4, 3)}}[name]
     assert {key: value.shape for key, value in weights.items()} == expected
     for value in weights.values():
         np.testing.assert_allclose(value.sum(axis=-1), 1.0, atol=1e-5)
@@ -112,7 +113,7 @@ def test_mina_runs_when_window_is_not_a_multiple_of_the_segment():
     model = build("mina", length=T + 5)
     x = windows(3, length=T + 5)
     assert model.predict(x, verbose=0).shape == (3, N_CLASSES)
-    assert attention_weights(model, x)["rhythm_attention"].shape == (3, 4, T // 10 + 1)
+    assert attention_weights(model, x)["rhythm_attention"].shape == (3, 3, T // 10 + 1)
 
 
 def test_mina_needs_fs():
@@ -149,6 +150,10 @@ def test_filter_bank_equals_a_same_padded_convolution():
     for k in range(taps.shape[1]):
         expected = np.convolve(x[0, :, 0], taps[:, k], mode="same")
         np.testing.assert_allclose(out[0, :, k], expected, atol=1e-4)
+    np.testing.assert_array_equal(out[..., 0], x[..., 0])        # the raw band is the input itself
+    only_filtered = np.asarray(BandFilterBank(FS, bands=[("ecg", 0.5, 20.0)])(x))
+    np.testing.assert_allclose(only_filtered[0, :, 0], np.convolve(
+        x[0, :, 0], design_filter_bank(FS, [("ecg", 0.5, 20.0)])[:, 0], mode="same"), atol=1e-4)
 
 
 def test_attention_pooling_is_a_weighted_mean():
@@ -177,3 +182,13 @@ def test_mina_trains_under_mixed_precision():
         assert np.asarray(model(windows(2))).dtype == np.float32
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mina_channels_are_chosen_by_name():
+    params = {**TINY["mina"], "channels": ["ecg", "noise"]}
+    model = get_model("mina").build((T, 1), N_CLASSES, fs=FS, **params)
+    weights = attention_weights(model, windows(3))
+    assert weights["frequency_attention"].shape == (3, 2)
+    np.testing.assert_allclose(weights["frequency_attention"].sum(-1), 1.0, atol=1e-5)
+    with pytest.raises(ConfigError, match="must be one or more of \\['raw', 'baseline', 'ecg', 'noise'\\]"):
+        get_model("mina").build((T, 1), N_CLASSES, fs=FS, **{**params, "channels": ["ecg", "qrs"]})
