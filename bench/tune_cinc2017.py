@@ -20,11 +20,10 @@ import argparse
 from pathlib import Path
 
 import pandas as pd
-from sklearn.metrics import average_precision_score, roc_auc_score
 
+from bench.val_scores import val_scores
 from pipelines.artifacts import write_csv, write_json
 from pipelines.config import ExperimentConfig, load_config
-from pipelines.metrics import LEVELS, binary_scores, level_frame
 from pipelines.report import write_report
 from pipelines.runner import run_experiment
 from pipelines.tuning import tune
@@ -39,19 +38,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="runs/cinc2017_tune_bench", help="benchmark folder")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
     return parser.parse_args(argv)
-
-
-def val_scores(run_dir: Path, model: str, seed: int, classes: list[str], positive: str | None) -> list[dict]:
-    """Validation ROC-AUC and PR-AUC per level from a model's ``predictions.csv``."""
-    predictions = pd.read_csv(run_dir / "models" / model / f"seed_{seed}" / "predictions.csv",
-                              dtype={"record": str})
-    rows = []
-    for level in LEVELS:
-        frame = level_frame(predictions, level)
-        y, score = binary_scores(frame[frame["split"] == "val"], classes, positive)
-        rows.append({"level": level, "val_roc_auc": roc_auc_score(y, score),
-                     "val_pr_auc": average_precision_score(y, score)})
-    return rows
 
 
 def compare(config: ExperimentConfig, tuned_dir: Path, default_dir: Path) -> pd.DataFrame:
