@@ -7,6 +7,7 @@ BackupAndRestore checkpoint.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import time
 from datetime import datetime
@@ -31,15 +32,36 @@ def default_run_dir(config: ExperimentConfig) -> Path:
     return Path(config.output_dir) / f"{config.name}-{datetime.now():%Y%m%d-%H%M%S}"
 
 
-def start_run_dir(config: ExperimentConfig, run_dir: Path) -> None:
-    """Create the run folder and write the resolved config; refuse a folder of another config."""
+def start_run_dir(config: ExperimentConfig, run_dir: Path, *,
+                  may_change: tuple[tuple[str, ...], ...] = ()) -> None:
+    """Create the run folder and write the resolved config; refuse a folder of another config.
+
+    Args:
+        config: The resolved config of this run.
+        run_dir: The run folder.
+        may_change: Config keys (as paths, e.g. ``("tuning", "max_trials")``) that may differ
+            from the folder's stored config; the new value is stored.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
     existing = run_dir / "config.yaml"
     text = config_to_yaml(config)
-    if existing.is_file() and yaml.safe_load(existing.read_text()) != yaml.safe_load(text):
+    if existing.is_file() and (_without(yaml.safe_load(existing.read_text()), may_change)
+                               != _without(yaml.safe_load(text), may_change)):
         raise BiomedError(f"{run_dir} already holds a run of a different config; "
                           f"choose another --out folder (or delete it)")
     write_text(existing, text)
+
+
+def _without(raw: dict, keys: tuple[tuple[str, ...], ...]) -> dict:
+    """``raw`` with the nested ``keys`` removed (a copy; missing keys are ignored)."""
+    raw = copy.deepcopy(raw)
+    for key in keys:
+        node = raw
+        for part in key[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(key[-1], None)
+    return raw
 
 
 def write_data_artifacts(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> dict:

@@ -16,7 +16,8 @@ The tuning folder is a run folder (``biomed report`` reads it)::
                                                  best settings retrained on train+val, tested once
 
 Resume: the same command again continues the search (finished trials are
-kept); ``--overwrite`` starts afresh. Distributed: one ``--role chief``
+kept), also with a larger ``tuning.max_trials`` to extend it; ``--overwrite``
+starts afresh. Distributed: one ``--role chief``
 process serves KerasTuner's oracle, ``--role worker`` processes run trials
 (through the ``KERASTUNER_*`` environment variables, which may also be set by
 hand); the folder must be shared, and only the chief writes artefacts.
@@ -254,8 +255,8 @@ def tune(config: ExperimentConfig, run_dir: Path, *, overwrite: bool = False, ec
     writer = role != "worker"
     if writer and overwrite and (run_dir / SEARCH_DIR).is_dir():
         shutil.rmtree(run_dir)
-    if writer:
-        start_run_dir(config, run_dir)
+    if writer:  # more trials extend a finished search
+        start_run_dir(config, run_dir, may_change=(("tuning", "max_trials"),))
     data = prepare_data(config)
     if writer:
         write_data_artifacts(config, data, run_dir)

@@ -92,10 +92,18 @@ def test_search_writes_every_artefact_resumes_and_overwrites(tmp_path):
     assert not any("COMPLETED" in line for line in lines)
     pd.testing.assert_frame_equal(pd.read_csv(out / "trials.csv"), trials)
 
+    lines.clear()                                      # more trials extend the search
+    config.tuning.max_trials = 3
+    tune(config, out, echo=lines.append)
+    assert sum("COMPLETED" in line for line in lines) == 1
+    extended = pd.read_csv(out / "trials.csv")
+    assert len(extended) == 3
+    pd.testing.assert_frame_equal(extended.head(2), trials)
+
     lines.clear()                                      # --overwrite: a fresh search
     tune(config, out, overwrite=True, echo=lines.append)
-    assert sum("COMPLETED" in line for line in lines) == 2
-    assert len(pd.read_csv(out / "trials.csv")) == 2
+    assert sum("COMPLETED" in line for line in lines) == 3
+    assert len(pd.read_csv(out / "trials.csv")) == 3
 
 
 def test_best_hyperparameters_overlay_reproduces_best_config(tmp_path):
