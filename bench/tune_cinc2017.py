@@ -3,9 +3,11 @@
 Runs (or resumes) ``biomed tune CONFIG`` and ``biomed run CONFIG`` (the
 config's model with its untuned defaults), then compares:
 
-* validation ROC-AUC / PR-AUC of the best trial's model (trained on train only)
-  and of the untuned model — both from their ``predictions.csv`` val rows;
-* test metrics of the tuned model (retrained on train+val) and of the untuned one.
+* the tuning objective on validation (by default window-level ``val_auc``) of
+  models trained on train only: the best trial's score and the untuned model's
+  best epoch (its history; early stopping restores that epoch);
+* test metrics per level of the tuned model (retrained on train+val) and of the
+  untuned one.
 
 Writes ``comparison.json``, ``comparison.csv`` and a two-run report into ``--out``.
 
@@ -21,7 +23,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.val_scores import val_scores
 from pipelines.artifacts import write_csv, write_json
 from pipelines.config import ExperimentConfig, load_config
 from pipelines.report import write_report
@@ -41,17 +42,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def compare(config: ExperimentConfig, tuned_dir: Path, default_dir: Path) -> pd.DataFrame:
-    """One row per (variant, level): validation and test scores of the tuned and untuned model."""
-    classes, positive = config.data.task.classes, config.data.task.positive
-    model = config.model_entry(config.tuning.model).label
+    """One row per (variant, level): validation objective and test scores of the tuned and untuned model."""
+    tuning = config.tuning
+    model = config.model_entry(tuning.model).label
+    pick = min if tuning.direction == "min" else max
+    trials = pd.read_csv(tuned_dir / "trials.csv")
+    history = pd.read_csv(default_dir / "models" / model / f"seed_{config.seeds[0]}" / "history.csv")
+    variants = (("tuned", tuned_dir, tuning.seed, pick(trials["score"].dropna())),
+                ("default", default_dir, config.seeds[0], pick(history[tuning.objective])))
     rows = []
-    variants = (("tuned", tuned_dir, config.tuning.seed), ("default", default_dir, config.seeds[0]))
-    for variant, run_dir, seed in variants:
+    for variant, run_dir, seed, objective in variants:
         metrics = pd.read_csv(run_dir / "metrics.csv")
-        metrics = metrics[(metrics["model"] == model) & (metrics["seed"] == seed)]
-        for val in val_scores(run_dir, model, seed, classes, positive):
-            test = metrics[metrics["level"] == val["level"]].iloc[0]
-            rows.append({"variant": variant, **val, **{f"test_{m}": test[m] for m in TEST_METRICS}})
+        for _, test in metrics[(metrics["model"] == model) & (metrics["seed"] == seed)].iterrows():
+            rows.append({"variant": variant, "level": test["level"], tuning.objective: objective,
+                         **{f"test_{m}": test[m] for m in TEST_METRICS}})
     return pd.DataFrame(rows)
 
 
