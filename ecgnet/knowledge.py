@@ -114,19 +114,24 @@ class BandFilterBank(layers.Layer):
         if self.method == "conv":
             return ops.conv(inputs, ops.expand_dims(self.taps[::-1], 1), padding="same")
         # Passthrough bands are the input itself; only the others go through the FFT.
-        filtered_bands = [i for i, band in enumerate(self.bands) if not _is_passthrough(band)]
-        length = inputs.shape[1]
         signal = ops.squeeze(inputs, axis=-1)                                    # (B, T)
+        filtered = iter(self._fft_filter(signal))
+        return ops.stack([signal if _is_passthrough(band) else next(filtered) for band in self.bands],
+                         axis=-1)                                                # (B, T, K)
+
+    def _fft_filter(self, signal: Any) -> list[Any]:
+        """One ``(B, T)`` output per non-passthrough band, in band order, from one FFT convolution."""
+        columns = [i for i, band in enumerate(self.bands) if not _is_passthrough(band)]
+        if not columns:
+            return []
+        length = signal.shape[1]
         x_re, x_im = ops.rfft(ops.expand_dims(signal, 1), fft_length=self.n_fft)  # (B, 1, F)
-        taps = ops.take(self.taps, filtered_bands, axis=1)
+        taps = ops.take(self.taps, columns, axis=1)
         h_re, h_im = ops.rfft(ops.transpose(taps), fft_length=self.n_fft)        # (Kf, F)
         product = (x_re * h_re - x_im * h_im, x_re * h_im + x_im * h_re)
         filtered = ops.irfft(product, fft_length=self.n_fft)                     # (B, Kf, n_fft)
         delay = (self.taps.shape[0] - 1) // 2
-        filtered = filtered[:, :, delay:delay + length]
-        channels = [signal if _is_passthrough(band) else filtered[:, filtered_bands.index(i)]
-                    for i, band in enumerate(self.bands)]
-        return ops.stack(channels, axis=-1)                                      # (B, T, K)
+        return [filtered[:, j, delay:delay + length] for j in range(len(columns))]
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int | None, ...]:
         return (*input_shape[:-1], len(self.bands))

@@ -151,6 +151,7 @@ def test_filter_bank_equals_a_same_padded_convolution():
         expected = np.convolve(x[0, :, 0], taps[:, k], mode="same")
         np.testing.assert_allclose(out[0, :, k], expected, atol=1e-4)
     np.testing.assert_array_equal(out[..., 0], x[..., 0])        # the raw band is the input itself
+    np.testing.assert_array_equal(np.asarray(BandFilterBank(FS, bands=[("raw", None, None)])(x)), x)
     only_filtered = np.asarray(BandFilterBank(FS, bands=[("ecg", 0.5, 20.0)])(x))
     np.testing.assert_allclose(only_filtered[0, :, 0], np.convolve(
         x[0, :, 0], design_filter_bank(FS, [("ecg", 0.5, 20.0)])[:, 0], mode="same"), atol=1e-4)
