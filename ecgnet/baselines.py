@@ -16,16 +16,18 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ecgnet.features import ECGFeatureExtractor
+from ecgnet.rpeaks import DEFAULT_METHOD
 from pipelines.modeling import register_model
 
 
-def _feature_pipeline(fs: float | None, n_classes: int, classifier: Any) -> Pipeline:
+def _feature_pipeline(fs: float | None, n_classes: int, classifier: Any,
+                      rpeak_method: str) -> Pipeline:
     """Features → mean imputation → standardisation → ``classifier``."""
     if fs is None or fs <= 0:
         raise ValueError(f"expert baselines need the sampling rate fs in Hz, got {fs!r}")
     if n_classes < 2:
         raise ValueError(f"n_classes must be at least 2, got {n_classes}")
-    return Pipeline([("features", ECGFeatureExtractor(fs=float(fs))),
+    return Pipeline([("features", ECGFeatureExtractor(fs=float(fs), rpeak_method=rpeak_method)),
                      ("impute", SimpleImputer()),
                      ("scale", StandardScaler()),
                      ("clf", classifier)])
@@ -33,7 +35,8 @@ def _feature_pipeline(fs: float | None, n_classes: int, classifier: Any) -> Pipe
 
 @register_model("expert_lr", family="sklearn", modality="ecg", role="baseline")
 def build_expert_lr(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None = None,
-                    seed: int = 0, C: float = 1.0, max_iter: int = 2000) -> Pipeline:
+                    seed: int = 0, C: float = 1.0, max_iter: int = 2000,
+                    rpeak_method: str = DEFAULT_METHOD) -> Pipeline:
     """Logistic regression (class-balanced) on expert ECG features.
 
     Args:
@@ -43,19 +46,21 @@ def build_expert_lr(input_shape: tuple[int, ...], n_classes: int, *, fs: float |
         seed: Random seed of the solver.
         C: Inverse L2 regularisation strength.
         max_iter: Solver iteration limit.
+        rpeak_method: R-peak detector of the features (``ecgnet.rpeaks.METHODS``).
 
     Returns:
         An unfitted scikit-learn ``Pipeline`` with ``predict_proba``.
     """
     classifier = LogisticRegression(C=C, max_iter=max_iter, class_weight="balanced",
                                     random_state=seed)
-    return _feature_pipeline(fs, n_classes, classifier)
+    return _feature_pipeline(fs, n_classes, classifier, rpeak_method)
 
 
 @register_model("expert_rf", family="sklearn", modality="ecg", role="baseline")
 def build_expert_rf(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None = None,
                     seed: int = 0, n_estimators: int = 500, min_samples_leaf: int = 2,
-                    max_features: str | float = "sqrt") -> Pipeline:
+                    max_features: str | float = "sqrt",
+                    rpeak_method: str = DEFAULT_METHOD) -> Pipeline:
     """Random forest (balanced bootstrap samples) on expert ECG features.
 
     Args:
@@ -66,6 +71,7 @@ def build_expert_rf(input_shape: tuple[int, ...], n_classes: int, *, fs: float |
         n_estimators: Number of trees.
         min_samples_leaf: Minimum samples per leaf.
         max_features: Features tried per split ("sqrt", "log2" or a fraction).
+        rpeak_method: R-peak detector of the features (``ecgnet.rpeaks.METHODS``).
 
     Returns:
         An unfitted scikit-learn ``Pipeline`` with ``predict_proba``.
@@ -75,4 +81,4 @@ def build_expert_rf(input_shape: tuple[int, ...], n_classes: int, *, fs: float |
                                         max_features=max_features,
                                         class_weight="balanced_subsample",
                                         random_state=seed, n_jobs=-1)
-    return _feature_pipeline(fs, n_classes, classifier)
+    return _feature_pipeline(fs, n_classes, classifier, rpeak_method)

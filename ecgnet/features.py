@@ -14,7 +14,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from scipy import signal as sps
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ecgnet.rpeaks import detect_r_peaks, is_flat
+from ecgnet.rpeaks import DEFAULT_METHOD, METHODS, detect_r_peaks, is_flat
 from pipelines.preprocess import bandpass
 
 RHYTHM_FEATURES = (
@@ -47,12 +47,14 @@ _BANDS_HZ = ((0.0, 4.0), (4.0, 9.0), (9.0, 15.0), (15.0, 40.0))
 _CLIP_MARGIN = 0.01
 
 
-def extract_features(signal: np.ndarray, fs: float) -> np.ndarray:
+def extract_features(signal: np.ndarray, fs: float,
+                     rpeak_method: str = DEFAULT_METHOD) -> np.ndarray:
     """Expert features of one single-lead ECG window.
 
     Args:
         signal: 1-D ECG window (any scale; polarity may be inverted).
         fs: Sampling rate in Hz.
+        rpeak_method: R-peak detector, one of ``ecgnet.rpeaks.METHODS``.
 
     Returns:
         float64 array of shape ``(len(FEATURE_NAMES),)``, NaN-free (undefined features are 0).
@@ -61,7 +63,7 @@ def extract_features(signal: np.ndarray, fs: float) -> np.ndarray:
     values: dict[str, float] = dict(_quality_features(raw))
     if not is_flat(raw) and raw.size > 3 * fs / 2:
         clean = bandpass(raw, fs, 0.5, 40.0, order=2)
-        peaks = detect_r_peaks(raw, fs)
+        peaks = detect_r_peaks(raw, fs, method=rpeak_method)
         rr = np.diff(peaks) / fs
         values.update(_rhythm_features(rr))
         values.update(_irregularity_features(rr))
@@ -260,6 +262,7 @@ class ECGFeatureExtractor(BaseEstimator, TransformerMixin):
     Args:
         fs: Sampling rate of the windows in Hz.
         n_jobs: Parallel workers for ``transform`` (joblib convention; -1 = all cores).
+        rpeak_method: R-peak detector, one of ``ecgnet.rpeaks.METHODS``.
 
     Example:
         >>> features = ECGFeatureExtractor(fs=300.0).fit_transform(windows)   # doctest: +SKIP
@@ -267,14 +270,17 @@ class ECGFeatureExtractor(BaseEstimator, TransformerMixin):
 
     _ROWS_PER_CHUNK = 64
 
-    def __init__(self, fs: float = 300.0, n_jobs: int = -1):
+    def __init__(self, fs: float = 300.0, n_jobs: int = -1, rpeak_method: str = DEFAULT_METHOD):
         self.fs = fs
         self.n_jobs = n_jobs
+        self.rpeak_method = rpeak_method
 
     def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "ECGFeatureExtractor":
         """Validate the parameters and the input shape; nothing is learned."""
         if not self.fs or self.fs <= 0:
             raise ValueError(f"fs must be a positive sampling rate, got {self.fs!r}")
+        if self.rpeak_method not in METHODS:
+            raise ValueError(f"unknown R-peak method {self.rpeak_method!r}; choose one of {METHODS}")
         self.n_features_in_ = _as_windows(X).shape[1]
         return self
 
@@ -290,9 +296,10 @@ class ECGFeatureExtractor(BaseEstimator, TransformerMixin):
         windows = _as_windows(X)
         n_chunks = min(-(-len(windows) // self._ROWS_PER_CHUNK), 4 * effective_n_jobs(self.n_jobs))
         if n_chunks <= 1:
-            return _extract_rows(windows, self.fs)
+            return _extract_rows(windows, self.fs, self.rpeak_method)
         chunks = np.array_split(windows, n_chunks)
-        parts = Parallel(n_jobs=self.n_jobs)(delayed(_extract_rows)(c, self.fs) for c in chunks)
+        parts = Parallel(n_jobs=self.n_jobs)(delayed(_extract_rows)(c, self.fs, self.rpeak_method)
+                                             for c in chunks)
         return np.concatenate(parts, axis=0)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
@@ -310,9 +317,9 @@ def _as_windows(X: np.ndarray) -> np.ndarray:
     return X
 
 
-def _extract_rows(windows: np.ndarray, fs: float) -> np.ndarray:
+def _extract_rows(windows: np.ndarray, fs: float, rpeak_method: str) -> np.ndarray:
     """Features of every row of ``windows``, one after another."""
     out = np.empty((len(windows), len(FEATURE_NAMES)))
     for i, window in enumerate(windows):
-        out[i] = extract_features(window, fs)
+        out[i] = extract_features(window, fs, rpeak_method)
     return out

@@ -63,13 +63,16 @@ def test_registry_entries_and_hyperparameters():
     for name in ("expert_lr", "expert_rf"):
         spec = _REGISTRY[name]
         assert (spec.family, spec.modality, spec.role) == ("sklearn", "ecg", "baseline")
-    assert _REGISTRY["expert_lr"].defaults == {"C": 1.0, "max_iter": 2000}
+    assert _REGISTRY["expert_lr"].defaults == {"C": 1.0, "max_iter": 2000,
+                                               "rpeak_method": "pantompkins"}
     model = _REGISTRY["expert_rf"].build((1800, 1), 2, fs=250.0, seed=7, min_samples_leaf=3)
     clf = model.named_steps["clf"]
     assert (clf.random_state, clf.min_samples_leaf) == (7, 3)
     assert clf.class_weight == "balanced_subsample"
     assert model.named_steps["features"].fs == 250.0
     assert _REGISTRY["expert_lr"].build((1800, 1), 2, fs=FS, C=0.1).named_steps["clf"].C == 0.1
+    xqrs = _REGISTRY["expert_lr"].build((1800, 1), 2, fs=FS, rpeak_method="xqrs")
+    assert xqrs.named_steps["features"].rpeak_method == "xqrs"
 
 
 @pytest.mark.parametrize("name", ["expert_lr", "expert_rf"])

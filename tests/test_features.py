@@ -103,7 +103,7 @@ def test_transformer_shapes_parallel_and_clone():
     assert serial.shape == (70, len(FEATURE_NAMES))
     np.testing.assert_allclose(parallel, serial)
     extractor = clone(ECGFeatureExtractor(fs=250.0, n_jobs=1))
-    assert extractor.get_params() == {"fs": 250.0, "n_jobs": 1}
+    assert extractor.get_params() == {"fs": 250.0, "n_jobs": 1, "rpeak_method": "pantompkins"}
     assert list(extractor.get_feature_names_out()) == list(FEATURE_NAMES)
 
 
@@ -112,6 +112,8 @@ def test_transformer_rejects_bad_input():
         ECGFeatureExtractor().transform(np.zeros((2, 100, 2)))
     with pytest.raises(ValueError):
         ECGFeatureExtractor(fs=0).fit(np.zeros((2, 100)))
+    with pytest.raises(ValueError, match="R-peak method"):
+        ECGFeatureExtractor(rpeak_method="hamilton").fit(np.zeros((2, 100)))
 
 
 def _match_f1(found: np.ndarray, reference: np.ndarray, tolerance: int) -> float:

@@ -1,0 +1,62 @@
+"""Tests for the R-peak detectors of ecgnet.rpeaks (every method, default on real MIT-BIH)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import wfdb
+from conftest import SHARED_DATA
+
+from ecgnet.rpeaks import DEFAULT_METHOD, METHODS, detect_r_peaks
+from ecgnet.synthetic import synthesize_annotated_record
+
+FS = 300.0
+MITDB = SHARED_DATA / "ecg" / "mitdb"
+
+
+@pytest.fixture(scope="module")
+def annotated_ecg(tmp_path_factory) -> tuple[np.ndarray, np.ndarray]:
+    """60 s of synthetic MLII (sinus, AF, ventricular bigeminy) and its annotated R peaks."""
+    path = synthesize_annotated_record(tmp_path_factory.mktemp("syn"), "rp", fs=FS, seed=2,
+                                       segments=(("N", 20.0), ("AFIB", 20.0), ("B", 20.0)))
+    signal = wfdb.rdrecord(str(path), channels=[0]).p_signal[:, 0]
+    annotation = wfdb.rdann(str(path), "atr")
+    return signal, annotation.sample[np.asarray(annotation.symbol) != "+"]  # beats, not rhythms
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_finds_the_synthetic_beats_upright_and_inverted(annotated_ecg, method, sign):
+    signal, r_peaks = annotated_ecg
+    found = detect_r_peaks(sign * signal, FS, method=method)
+    distance = np.abs(found[:, None] - r_peaks[None, :])
+    tolerance = 0.1 * FS
+    # f-waves of the AF segment may cost a beat or two; wide PVCs may be placed at their S wave
+    assert np.mean(distance.min(axis=0) <= tolerance) >= 0.97   # sensitivity
+    assert np.mean(distance.min(axis=1) <= tolerance) >= 0.97   # positive predictivity
+    assert np.median(distance.min(axis=1)) <= 0.01 * FS
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_flat_short_and_empty_signals_give_no_peaks(method):
+    for signal in (np.zeros(3000), np.full(3000, 2.5), np.ones(100), np.zeros(0),
+                   np.full(3000, np.nan)):
+        peaks = detect_r_peaks(signal, FS, method=method)
+        assert peaks.dtype == np.int64 and peaks.size == 0
+
+
+def test_unknown_method_is_rejected_with_the_choices():
+    with pytest.raises(ValueError, match="unknown R-peak method 'hamilton'.*xqrs"):
+        detect_r_peaks(np.zeros(3000), FS, method="hamilton")
+
+
+@pytest.mark.slow
+def test_default_detector_on_a_mitbih_record():
+    if not (MITDB / "RECORDS").is_file():
+        pytest.skip(f"MIT-BIH records not found at {MITDB}")
+    from bench.rpeaks import evaluate_record, load_record, scores
+
+    signal, fs, beats = load_record(MITDB / "221")  # AF record; 201 and 203 score below 0.99
+    result = evaluate_record(lambda x, rate: detect_r_peaks(x, rate, method=DEFAULT_METHOD),
+                             signal, fs, beats, window_s=None)
+    assert scores(result["tp"], result["fp"], result["fn"])["f1"] >= 0.99
