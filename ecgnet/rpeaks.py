@@ -7,8 +7,9 @@
 
 ``bench/rpeaks.py`` compares them (and sleepecg, neurokit2 and wfdb's gqrs) on
 MIT-BIH: on 10 s windows at 300 Hz, how the expert features use it, XQRS finds
-slightly more beats (F1 0.991 vs 0.985) but takes 15 times as long per window;
-on whole records this detector is the more accurate of the two (RESULTS.md).
+slightly more beats (F1 0.991 vs 0.985) but needs about 8 times the CPU time
+per window; on whole records this detector is the more accurate of the two
+(RESULTS.md).
 Both work on inverted leads: XQRS squares its matched-filter output, and this
 detector places each beat in the lead's dominant QRS polarity.
 
