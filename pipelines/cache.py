@@ -25,9 +25,9 @@ def fingerprint(files: Iterable[str | Path], *extra: str) -> str:
     for path in sorted(str(f) for f in files):
         try:
             stat = os.stat(path)
-            digest.update(f"{path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+            digest.update(os.fsencode(path) + f"|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
         except FileNotFoundError:
-            digest.update(f"{path}|missing\n".encode())
+            digest.update(os.fsencode(path) + b"|missing\n")
     for item in extra:
         digest.update(item.encode())
     return digest.hexdigest()[:24]

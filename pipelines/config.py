@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from pipelines.errors import ConfigError
+from pipelines.image_limits import DEFAULT_MAX_PIXELS
 from pipelines.modeling import check_hyperparameters, get_model, suggest
 from pipelines.schema import from_dict, to_dict
 
@@ -153,8 +154,11 @@ class ImageConfig:
     patient_column: str | None = None
     n_per_class: int = 60
     synthetic_classes: list[str] = field(default_factory=lambda: ["disc", "ring", "stripes"])
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def validate(self, where: str) -> None:
+        if self.max_pixels < 1:
+            raise ConfigError(f"{where}.max_pixels: expected a positive number of pixels, got {self.max_pixels}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:
             raise ConfigError(f"{where}.image_size: expected [height, width] of at least 8 pixels, "
                               f"got {self.image_size}")

@@ -61,10 +61,13 @@ def resolve_source(data: DataConfig) -> tuple[Path, Path | None]:
 def list_records(data: DataConfig) -> tuple[Listing, Path, Path | None]:
     """List the records of the configured source (no decoding)."""
     folder, labels = resolve_source(data)
+    if labels is None and data.split.group_by == "patient":
+        raise DataError(f"data.split.group_by: 'patient' needs a labels file with a patient column; "
+                        f"source {data.source!r} has none (use group_by: record)")
     if labels is None:
         listing = list_annotated_records(folder, data.records, data.annotated.annotator)
     else:
-        listing = list_labelled_records(folder, labels)
+        listing = list_labelled_records(folder, labels, patients=data.split.group_by == "patient")
         if data.records is not None:
             wanted = set(data.records)
             listing.refs = [r for r in listing.refs if r.record in wanted]
@@ -89,7 +92,7 @@ def load_ecg_samples(data: DataConfig, *, progress: Progress | None = None,
         [e.path for e in os.scandir(folder) if e.is_file()] + ([str(labels)] if labels else []),
         config_hash({k: getattr(data, k) for k in ("source", "records", "channel", "annotated",
                                                     "preprocess")}),
-        config_hash(task))
+        config_hash(task), data.split.group_by)
     cache_file = cache.cache_root(data.cache.dir) / "ecg" / key
     enabled = data.cache.enabled if use_cache is None else use_cache
     if enabled:
