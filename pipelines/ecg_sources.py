@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,7 +123,10 @@ def list_annotated_records(folder: str | Path, records: list[str] | None, annota
     names = records or sorted(p.stem for p in folder.glob("*.hea"))
     refs, problems = [], []
     for name in names:
-        if not (folder / f"{name}.hea").is_file():
+        if name != os.fsencode(name).decode("utf-8", "replace"):
+            problems.append({"record": os.fsencode(name).decode("utf-8", "replace"),
+                             "reason": "file name is not valid UTF-8 (rename the record's files)"})
+        elif not (folder / f"{name}.hea").is_file():
             problems.append({"record": name, "reason": f"missing header file {name}.hea"})
         elif not (folder / f"{name}.{annotator}").is_file():
             problems.append({"record": name, "reason": f"missing annotation file {name}.{annotator}"})

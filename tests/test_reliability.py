@@ -101,3 +101,101 @@ def test_run_lock_names_the_live_holder_and_replaces_a_stale_one(config_file, tm
     assert cli(capsys, "run", str(config_file), "--out", str(run), "--data-only")[0] == 0
     assert (run / "config.yaml").is_file() and (run / "data_summary.json").is_file()
     assert not (run / ".biomed.lock").exists()
+
+
+# --- ECG data: names, labels, groups, windows --------------------------------------------------------
+
+def cinc_run_config(tmp_path: Path, folder: Path, **data) -> Path:
+    """A data-only config over a WFDB folder (100 Hz records of 12–20 s)."""
+    path = tmp_path / "cinc.yaml"
+    path.write_text(yaml.safe_dump({"name": "cinc", "data": {
+        "source": "cinc2017", "path": str(folder), "workers": 1, "task": {"classes": ["N", "A"]},
+        "preprocess": {"fs": 50, "bandpass": [0.5, 20], "window_s": 4}, **data}}))
+    return path
+
+
+def test_non_utf8_file_name_in_the_data_folder_does_not_lose_the_run(tiny_cinc, tmp_path, capsys):
+    (tiny_cinc / os.fsdecode(b"notes-\xff.txt")).write_bytes(b"x")
+    (tiny_cinc / os.fsdecode(b"R\xe9sum\xe9.hea")).write_bytes(b"junk")
+    config = cinc_run_config(tmp_path, tiny_cinc)
+    assert cli(capsys, "run", str(config), "--out", str(tmp_path / "run"), "--data-only")[0] == 0
+    assert len(pd.read_csv(tmp_path / "run" / "splits.csv")) == 24
+
+
+def test_non_utf8_labels_file_names_the_line(tiny_cinc, tmp_path, capsys):
+    labels = tiny_cinc / "REFERENCE.csv"
+    labels.write_bytes(labels.read_bytes().replace(b"T0003,A", b"T0003,A\xe9"))
+    err = user_error(capsys, "run", str(cinc_run_config(tmp_path, tiny_cinc)), "--out", str(tmp_path / "run"))
+    assert str(labels) in err and "line 4" in err and "UTF-8" in err
+
+
+def test_patient_column_is_read_only_when_grouping_by_patient(tiny_cinc, tmp_path, capsys):
+    labels = tiny_cinc / "labels.csv"
+    rows = (tiny_cinc / "REFERENCE.csv").read_text().split()
+    labels.write_text("\n".join(f"{row},same,extra" for row in rows) + "\n")  # constant third column
+    config = cinc_run_config(tmp_path, tiny_cinc, labels=str(labels), source="wfdb")
+    assert cli(capsys, "run", str(config), "--out", str(tmp_path / "by_record"), "--data-only")[0] == 0
+    splits = pd.read_csv(tmp_path / "by_record" / "splits.csv")
+    assert (splits["group"] == splits["record"]).all()  # the third column is not a patient here
+    err = user_error(capsys, "run", str(config), "--out", str(tmp_path / "by_patient"), "--data-only",
+                     "--set", "data.split.group_by=patient")
+    assert "group_by 'patient'" in err and "only 1 distinct group" in err
+    labels.write_text("\n".join(rows) + "\n")
+    err = user_error(capsys, "run", str(config), "--out", str(tmp_path / "no_patients"), "--data-only",
+                     "--set", "data.split.group_by=patient")
+    assert str(labels) in err and "no patient" in err
+    labels.write_text("record,label,site,patient\n" + "\n".join(
+        f"{row},s1,P{i // 4}" for i, row in enumerate(rows)) + "\n")
+    assert cli(capsys, "run", str(config), "--out", str(tmp_path / "named"), "--data-only",
+               "--set", "data.split.group_by=patient")[0] == 0
+    splits = pd.read_csv(tmp_path / "named" / "splits.csv")
+    assert set(splits["group"]) == {f"P{i}" for i in range(6)}
+    assert splits.groupby("group")["split"].nunique().max() == 1
+
+
+@pytest.mark.parametrize("window_s", ["30", "100000"])
+def test_window_longer_than_every_record_is_refused_before_decoding(tiny_cinc, tmp_path, capsys, window_s):
+    config = cinc_run_config(tmp_path, tiny_cinc)
+    err = user_error(capsys, "run", str(config), "--out", str(tmp_path / "run"),
+                     "--set", f"data.preprocess.window_s={window_s}")
+    assert "data.preprocess.window_s" in err and "longest record (T0002, 20.0 s)" in err
+
+
+def test_windows_that_would_not_fit_in_memory_are_refused(tiny_cinc):
+    from pipelines.config import PreprocessConfig
+    from pipelines.ecg_dataset import check_window_fits, list_records
+    from pipelines.config import DataConfig
+    from pipelines.errors import DataError
+
+    listing, _, _ = list_records(DataConfig(source="cinc2017", path=str(tiny_cinc)))
+    check_window_fits(listing.refs, PreprocessConfig(fs=100, window_s=10, stride_s=1))
+    with pytest.raises(DataError, match="GB, more than half"):
+        check_window_fits(listing.refs, PreprocessConfig(fs=2e7, window_s=10, stride_s=1e-7, bandpass=None))
+
+
+# --- the cache -----------------------------------------------------------------------------------------
+
+def test_corrupt_cache_entries_are_detected_and_rebuilt(tiny_cinc, capfd):
+    from pipelines.config import DataConfig, PreprocessConfig
+    from pipelines.ecg_dataset import load_ecg_samples
+
+    data = DataConfig(source="cinc2017", path=str(tiny_cinc), workers=1,
+                      preprocess=PreprocessConfig(fs=50, bandpass=[0.5, 20], window_s=4))
+    good = load_ecg_samples(data)
+    (entry,) = (Path(os.environ["BIOMED_CACHE"]) / "ecg").iterdir()
+    meta = (entry / "meta.npz").read_bytes()
+    (entry / "meta.npz").write_bytes(meta[: len(meta) // 2])
+    capfd.readouterr()
+    again = load_ecg_samples(data)
+    assert "checksum mismatch of meta.npz; rebuilding it" in capfd.readouterr().err
+    np.testing.assert_array_equal(again.x, good.x)
+    x = np.load(entry / "x.npy")
+    np.save(entry / "x.npy", np.full_like(x, np.nan))  # same size, same header
+    stale = entry / ".x.abc123.npy"
+    stale.write_bytes(b"half written")
+    os.utime(stale, (0, 0))
+    rebuilt = load_ecg_samples(data)
+    assert "checksum mismatch of x.npy" in capfd.readouterr().err
+    assert np.isfinite(rebuilt.x).all() and not stale.exists()
+    load_ecg_samples(data)
+    assert capfd.readouterr().err == ""  # a sound entry is read silently
