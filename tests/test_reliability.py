@@ -199,3 +199,145 @@ def test_corrupt_cache_entries_are_detected_and_rebuilt(tiny_cinc, capfd):
     assert np.isfinite(rebuilt.x).all() and not stale.exists()
     load_ecg_samples(data)
     assert capfd.readouterr().err == ""  # a sound entry is read silently
+
+
+# --- predict: model cards, untrusted models, exit codes --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ecg_export(tmp_path_factory) -> Path:
+    """An export folder: an untrained 2-class cnn on 5 s windows at 50 Hz, its card, and 3 good records."""
+    from pipelines.config import DataConfig, ExperimentConfig, PreprocessConfig, TaskConfig
+    from pipelines.model_card import build_card, write_card
+    from pipelines.modeling import get_model
+
+    folder = tmp_path_factory.mktemp("export")
+    get_model("cnn").build((250, 1), 2, fs=50.0, filters=4, depth=2).save(folder / "model.keras")
+    config = ExperimentConfig(name="t", data=DataConfig(
+        task=TaskConfig(classes=["N", "A"], positive="A"),
+        preprocess=PreprocessConfig(fs=50, bandpass=[0.5, 20], window_s=5)))
+    write_card(folder, build_card(model_format="keras", model_file="model.keras", input_name="ecg",
+                                  input_shape=[None, 250, 1], output_name="probs", n_outputs=2, config=config,
+                                  source_file=folder / "model.keras", threshold=0.5))
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        write_record(folder.parent / "records", f"G{i}", spiky_ecg(12, 100, 0.8, rng))
+    return folder
+
+
+def edited_export(ecg_export: Path, tmp_path: Path, **changes) -> Path:
+    """A copy of the export whose card has ``changes`` applied (dotted keys reach into sections)."""
+    import shutil
+
+    folder = tmp_path / "edited"
+    shutil.copytree(ecg_export, folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    for key, value in changes.items():
+        node, *path = key.split("__")
+        target = card
+        for part in [node, *path][:-1]:
+            target = target[part]
+        target[[node, *path][-1]] = value
+    (folder / "model_card.json").write_text(json.dumps(card))
+    return folder
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"preprocess__fs": -1}, "fs and window_s must be positive"),
+    ({"preprocess__window_s": 1e9}, "preprocess.window_s: expected a window of at most"),
+    ({"preprocess__window_s": 4}, "the model's input length"),
+    ({"classes": ["N", "A", "O"]}, "classes: expected 2 distinct class names"),
+    ({"threshold": "0.5"}, "threshold: expected null or a number in [0, 1]"),
+    ({"positive_class": "X"}, "positive_class: expected null or one of"),
+    ({"modality": "image"}, "modality: expected the model's modality"),
+    ({"model_file": "../../model.keras"}, "leads outside the export folder"),
+    ({"model_file": "/etc/passwd"}, "leads outside the export folder"),
+])
+def test_a_bad_model_card_fails_once_before_scoring(ecg_export, tmp_path, capsys, changes, expected):
+    folder = edited_export(ecg_export, tmp_path, **changes)
+    out = tmp_path / "p.csv"
+    err = user_error(capsys, "predict", str(folder), str(ecg_export.parent / "records"), "--out", str(out))
+    assert expected in err and str(folder / "model_card.json") in err
+    assert not out.exists()
+
+
+def test_nothing_scored_is_an_error_and_every_input_is_listed(ecg_export, tmp_path, capsys):
+    empty, junk = tmp_path / "empty", tmp_path / "junk"
+    empty.mkdir()
+    junk.mkdir()
+    for i in range(50):
+        (junk / f"file{i}.bin").write_bytes(os.urandom(64))
+    out = tmp_path / "p.csv"
+    err = user_error(capsys, "predict", str(ecg_export), str(empty), str(junk), str(tmp_path / "nope"),
+                     "--out", str(out))
+    assert "no input scored: 3 skipped" in err
+    skipped = pd.read_csv(tmp_path / "p_skipped.csv").set_index("record")
+    assert set(skipped.index) == {"empty", "junk", "nope"}
+    assert "no WFDB records (.hea) among its 50 entries" in skipped.loc["junk", "reason"]
+
+
+def test_a_non_utf8_record_name_loses_no_good_result(ecg_export, tmp_path, capsys):
+    import shutil
+
+    records = tmp_path / "records"
+    shutil.copytree(ecg_export.parent / "records", records)
+    os.rename(records / "G2.hea", records / os.fsdecode(b"G\xff.hea"))
+    out = tmp_path / "p.csv"
+    assert cli(capsys, "predict", str(ecg_export), str(records), "--out", str(out))[0] == 0
+    scored = pd.read_csv(out)
+    assert sorted(scored["record"]) == ["G0", "G1"] and scored["prob_A"].between(0, 1).all()
+    skipped = pd.read_csv(tmp_path / "p_skipped.csv")
+    assert list(skipped["record"]) == ["G\ufffd"] and "not valid UTF-8" in skipped["reason"][0]
+
+
+def test_savedmodel_needs_an_explicit_flag(ecg_export, tmp_path, capsys):
+    assert cli(capsys, "export", str(ecg_export / "model.keras"), "--format", "savedmodel",
+               "--out", str(tmp_path / "sm"))[0] == 0
+    card = json.loads((tmp_path / "sm" / "model_card.json").read_text())
+    card.update(json.loads((ecg_export / "model_card.json").read_text())
+                | {"format": card["format"], "model_file": card["model_file"], "serving": card.get("serving")})
+    (tmp_path / "sm" / "model_card.json").write_text(json.dumps(card))
+    records = str(ecg_export.parent / "records")
+    err = user_error(capsys, "predict", str(tmp_path / "sm"), records, "--out", str(tmp_path / "p.csv"))
+    assert "is a SavedModel" in err and "--allow-savedmodel" in err and not (tmp_path / "p.csv").exists()
+    assert cli(capsys, "predict", str(tmp_path / "sm"), records, "--out", str(tmp_path / "p.csv"),
+               "--allow-savedmodel")[0] == 0
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 3
+
+
+# --- images: a decompression bomb is refused from its header --------------------------------------------
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A valid black greyscale PNG of ``width`` × ``height``: tiny on disk, huge once decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    pixels = zlib.compress(bytes(height * (width + 1)), 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", pixels) + chunk(b"IEND", b""))
+
+
+def test_oversized_images_are_skipped_before_decoding(tmp_path, capsys):
+    import keras
+
+    from pipelines.image_data import _decode_files
+    from pipelines.modeling import get_model
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    keras.utils.save_img(folder / "good.png", np.zeros((40, 40, 3), np.uint8))
+    (folder / "bomb.png").write_bytes(png_bomb(8000, 8000))
+    assert (folder / "bomb.png").stat().st_size < 100_000
+    x, failed = _decode_files([str(folder / "good.png"), str(folder / "bomb.png")], (16, 16), 3, None)
+    assert list(failed) == [1] and "8000x8000 = 64,000,000 pixels" in failed[1] and x.shape == (2, 16, 16, 3)
+    _, failed = _decode_files([str(folder / "good.png")], (16, 16), 3, None, max_pixels=1000)
+    assert "data.image.max_pixels" in failed[0]
+
+    get_model("cnn2d").build((16, 16, 3), 2, filters=4, depth=2).save(tmp_path / "img.keras")
+    assert cli(capsys, "export", str(tmp_path / "img.keras"), "--out", str(tmp_path / "exp"))[0] == 0
+    assert cli(capsys, "predict", str(tmp_path / "exp"), str(folder), "--out", str(tmp_path / "p.csv"))[0] == 0
+    assert list(pd.read_csv(tmp_path / "p.csv")["record"]) == ["good"]
+    skipped = pd.read_csv(tmp_path / "p_skipped.csv")
+    assert list(skipped["record"]) == ["bomb"] and "over the limit" in skipped["reason"][0]
