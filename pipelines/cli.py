@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--batch-size", type=int, default=256)
     predict.add_argument("--jit-compile", action="store_true",
                          help="run a .keras model through XLA (can speed up inference; measure per model)")
+    predict.add_argument("--allow-savedmodel", action="store_true",
+                         help="load a SavedModel export: it is a TensorFlow program that can read and write "
+                              "files, so only for models you trust (.keras and .tflite need no flag)")
     predict.set_defaults(func=_cmd_predict)
 
     models = sub.add_parser("models", help="list registered models and their hyperparameters")

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 
 from pipelines.errors import ConfigError
+from pipelines.image_limits import DEFAULT_MAX_PIXELS
 from pipelines.modeling import check_hyperparameters, get_model, suggest
 from pipelines.schema import from_dict, to_dict
 
@@ -153,8 +154,11 @@ class ImageConfig:
     patient_column: str | None = None
     n_per_class: int = 60
     synthetic_classes: list[str] = field(default_factory=lambda: ["disc", "ring", "stripes"])
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def validate(self, where: str) -> None:
+        if self.max_pixels < 1:
+            raise ConfigError(f"{where}.max_pixels: expected a positive number of pixels, got {self.max_pixels}")
         if len(self.image_size) != 2 or min(self.image_size) < 8:
             raise ConfigError(f"{where}.image_size: expected [height, width] of at least 8 pixels, "
                               f"got {self.image_size}")
@@ -247,6 +251,12 @@ class LoaderConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     image_augment: ImageAugmentConfig = field(default_factory=ImageAugmentConfig)
 
+    def validate(self, where: str) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"{where}.batch_size: expected an integer >= 1, got {self.batch_size}")
+        if self.shuffle_buffer < 1:
+            raise ConfigError(f"{where}.shuffle_buffer: expected an integer >= 1, got {self.shuffle_buffer}")
+
 
 @dataclass
 class TrainConfig:
@@ -262,6 +272,13 @@ class TrainConfig:
     min_learning_rate: float = 1e-5
     tensorboard: bool = True
     verbose: int = 2
+
+    def validate(self, where: str) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"{where}.epochs: expected an integer >= 1, got {self.epochs} "
+                              f"(use `biomed run --data-only` to train nothing)")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"{where}.learning_rate: expected a positive number, got {self.learning_rate}")
 
 
 @dataclass
@@ -422,7 +439,12 @@ def apply_override(raw: dict, item: str) -> None:
     if "=" not in item:
         raise ConfigError(f"--set {item!r}: expected key=value, e.g. data.preprocess.fs=250")
     key, text = item.split("=", 1)
-    value = yaml.safe_load(text) if text else None
+    try:
+        value = yaml.safe_load(text) if text else None
+    except yaml.YAMLError as err:
+        problem = str(getattr(err, "problem", None) or "unparsable")
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({problem}); quote a string, "
+                          f"close every bracket, e.g. --set 'train.epochs=5'") from None
     node = raw
     parts = key.strip().split(".")
     for part in parts[:-1]:

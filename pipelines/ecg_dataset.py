@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import wfdb
 
 from pipelines import cache
 from pipelines.config import AnnotatedConfig, DataConfig, PreprocessConfig, TaskConfig, config_hash
@@ -61,10 +62,13 @@ def resolve_source(data: DataConfig) -> tuple[Path, Path | None]:
 def list_records(data: DataConfig) -> tuple[Listing, Path, Path | None]:
     """List the records of the configured source (no decoding)."""
     folder, labels = resolve_source(data)
+    if labels is None and data.split.group_by == "patient":
+        raise DataError(f"data.split.group_by: 'patient' needs a labels file with a patient column; "
+                        f"source {data.source!r} has none (use group_by: record)")
     if labels is None:
         listing = list_annotated_records(folder, data.records, data.annotated.annotator)
     else:
-        listing = list_labelled_records(folder, labels)
+        listing = list_labelled_records(folder, labels, patients=data.split.group_by == "patient")
         if data.records is not None:
             wanted = set(data.records)
             listing.refs = [r for r in listing.refs if r.record in wanted]
@@ -89,7 +93,7 @@ def load_ecg_samples(data: DataConfig, *, progress: Progress | None = None,
         [e.path for e in os.scandir(folder) if e.is_file()] + ([str(labels)] if labels else []),
         config_hash({k: getattr(data, k) for k in ("source", "records", "channel", "annotated",
                                                     "preprocess")}),
-        config_hash(task))
+        config_hash(task), data.split.group_by)
     cache_file = cache.cache_root(data.cache.dir) / "ecg" / key
     enabled = data.cache.enabled if use_cache is None else use_cache
     if enabled:
@@ -126,6 +130,7 @@ def _build_samples(listing: Listing, data: DataConfig, task: TaskConfig,
         else:
             skipped.append({"record": ref.record, "reason": f"unknown label {ref.label!r} (task knows "
                             f"{sorted(set(task.classes) | set(task.label_map))})"})
+    check_window_fits([ref for ref, _ in jobs], data.preprocess, annotated=data.source == "annotated")
     results = _run_jobs(jobs, data, task, progress)
     xs, ys, recs, groups, wins = [], [], [], [], []
     for (ref, _), (windows, labels, reason, dropped) in zip(jobs, results):
@@ -146,6 +151,47 @@ def _build_samples(listing: Listing, data: DataConfig, task: TaskConfig,
     return SampleSet(np.concatenate(xs), np.concatenate(ys).astype(np.int32), np.concatenate(recs),
                      np.concatenate(groups), np.concatenate(wins).astype(np.int32), list(task.classes),
                      data.preprocess.fs, skipped, dict(excluded))
+
+
+def check_window_fits(refs: list[RecordRef], pre: PreprocessConfig, *, annotated: bool = False) -> None:
+    """Refuse a window longer than every record, or windows that would not fit in memory.
+
+    Record lengths come from the WFDB headers (nothing is decoded); unreadable headers are
+    left to the decoding step, which skips them with their reason.
+
+    Raises:
+        DataError: naming ``data.preprocess``, the longest record and what would fit.
+    """
+    seconds = {}
+    for ref in refs:
+        try:
+            header = wfdb.rdheader(ref.path)
+        except Exception:  # reported per record when it is decoded
+            continue
+        if header.sig_len and header.fs:
+            seconds[ref.record] = header.sig_len / header.fs
+    if not seconds:
+        return
+    longest = max(seconds, key=seconds.get)
+    if seconds[longest] < pre.window_s:
+        raise DataError(f"data.preprocess.window_s: {pre.window_s:g} s is longer than the longest record "
+                        f"({longest}, {seconds[longest]:.1f} s), so every window would be padding; "
+                        f"choose window_s <= {seconds[longest]:.1f}")
+    window = pre.window_samples
+    stride_s = pre.stride_s if pre.stride_s is not None else (pre.window_s if annotated else None)
+    windows = 0
+    for length in seconds.values():
+        n = int(length * pre.fs)
+        if n < window or stride_s is None:
+            windows += 0 if n < window and (annotated or pre.pad == "drop") else 1
+        else:
+            windows += min((n - window) // max(1, int(round(stride_s * pre.fs))) + 1,
+                           pre.max_windows_per_record or n)
+    need, have = windows * window * 4, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have / 2:
+        raise DataError(f"data.preprocess: {windows:,} windows of {window:,} samples need about {need / 1e9:.1f} GB, "
+                        f"more than half of this machine's {have / 1e9:.1f} GB; use a shorter window_s, a longer "
+                        f"stride_s or max_windows_per_record")
 
 
 def _run_jobs(jobs: list[tuple[RecordRef, int | None]], data: DataConfig, task: TaskConfig,

@@ -9,6 +9,8 @@ the record is unusable.
 from __future__ import annotations
 
 import csv
+import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,34 +38,60 @@ class Listing:
     problems: list[dict[str, str]]
 
 
-def read_labels_csv(path: str | Path) -> list[tuple[str, str, str | None]]:
-    """Read ``record,label[,patient]`` rows; a header row is detected and skipped.
+def read_labels_csv(path: str | Path, patients: bool = False) -> list[tuple[str, str, str | None]]:
+    """Read ``record,label[,patient]`` rows; a header row (``record,label,...``) is detected and skipped.
+
+    Args:
+        path: the CSV file (UTF-8).
+        patients: read the patient column: the column named ``patient`` in the header row, else the
+            third column. Otherwise any further columns are ignored.
 
     Returns:
         (record, label, patient or None) tuples in file order.
+
+    Raises:
+        DataError: the file is missing or not UTF-8, a row is incomplete, or ``patients`` is set and
+            a row has no patient.
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"labels file {path} does not exist")
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        rows = [[c.strip() for c in row] for row in csv.reader(handle) if row and any(row)]
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise DataError(f"{path}, line {line}: not UTF-8 text (byte {raw[err.start]:#04x} at offset "
+                        f"{err.start}); save the labels file as UTF-8") from None
+    rows = [[c.strip() for c in row] for row in csv.reader(io.StringIO(text, newline="")) if row and any(row)]
+    column = 2
     if rows and [c.lower() for c in rows[0][:2]] == ["record", "label"]:
+        header = [c.lower() for c in rows[0]]
+        column = header.index("patient") if "patient" in header else 2
         rows = rows[1:]
     out = []
     for line, row in enumerate(rows, start=1):
         if len(row) < 2 or not row[0]:
             raise DataError(f"{path}, row {line}: expected 'record,label[,patient]', got {row}")
-        out.append((row[0], row[1], row[2] if len(row) > 2 and row[2] else None))
+        patient = row[column] if patients and len(row) > column and row[column] else None
+        if patients and patient is None:
+            raise DataError(f"{path}, row {line} (record {row[0]}): no patient (split.group_by is 'patient'; "
+                            f"expected a 'patient' column or a third column record,label,patient)")
+        out.append((row[0], row[1], patient))
     return out
 
 
-def list_labelled_records(folder: str | Path, labels_file: str | Path) -> Listing:
-    """Pair a labels CSV with the WFDB headers in ``folder`` (generic and CinC 2017 layouts)."""
+def list_labelled_records(folder: str | Path, labels_file: str | Path, patients: bool = False) -> Listing:
+    """Pair a labels CSV with the WFDB headers in ``folder`` (generic and CinC 2017 layouts).
+
+    With ``patients`` the records are grouped by the labels file's patient column, else each
+    record is its own group.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist")
     refs, problems, seen = [], [], set()
-    for record, label, patient in read_labels_csv(labels_file):
+    for record, label, patient in read_labels_csv(labels_file, patients):
         if record in seen:
             problems.append({"record": record, "reason": f"duplicate record id in {Path(labels_file).name}"})
             continue
@@ -95,7 +123,10 @@ def list_annotated_records(folder: str | Path, records: list[str] | None, annota
     names = records or sorted(p.stem for p in folder.glob("*.hea"))
     refs, problems = [], []
     for name in names:
-        if not (folder / f"{name}.hea").is_file():
+        if name != os.fsencode(name).decode("utf-8", "replace"):
+            problems.append({"record": os.fsencode(name).decode("utf-8", "replace"),
+                             "reason": "file name is not valid UTF-8 (rename the record's files)"})
+        elif not (folder / f"{name}.hea").is_file():
             problems.append({"record": name, "reason": f"missing header file {name}.hea"})
         elif not (folder / f"{name}.{annotator}").is_file():
             problems.append({"record": name, "reason": f"missing annotation file {name}.{annotator}"})

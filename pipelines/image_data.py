@@ -37,7 +37,8 @@ import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
 from pipelines.config import DataConfig, TaskConfig
-from pipelines.errors import DataError
+from pipelines.errors import DataError, RecordError
+from pipelines.image_limits import DEFAULT_MAX_PIXELS, check_image_pixels
 from pipelines.samples import SampleSet
 from pipelines.splits import SPLITS, group_labels
 
@@ -91,7 +92,8 @@ def load_image_samples(data: DataConfig, progress: Progress | None = None
     size = tuple(data.image.image_size)
     index = np.flatnonzero(keep)
     if listing.paths:
-        x, failed = _decode_files([listing.paths[i] for i in index], size, data.image.channels, progress)
+        x, failed = _decode_files([listing.paths[i] for i in index], size, data.image.channels, progress,
+                                  data.image.max_pixels)
     else:
         x, failed = _convert_arrays([listing.pixels[i] for i in index], size, data.image.channels, progress)
     skipped += [{"record": listing.records[index[j]], "reason": reason} for j, reason in failed.items()]
@@ -307,9 +309,12 @@ def _to_model_images(batch: np.ndarray | tf.Tensor, size: tuple[int, int], chann
     return tf.clip_by_value(images, 0.0, 255.0).numpy()
 
 
-def _decode_files(paths: list[str], size: tuple[int, int], channels: int,
-                  progress: Progress | None) -> tuple[np.ndarray, dict[int, str]]:
-    """Decode and resize image files in a parallel tf.data map; failures come back with their reason."""
+def _decode_files(paths: list[str], size: tuple[int, int], channels: int, progress: Progress | None,
+                  max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, dict[int, str]]:
+    """Decode and resize image files in a parallel tf.data map; failures come back with their reason.
+
+    Files whose header declares more than ``max_pixels`` pixels are not decoded.
+    """
 
     def load(i, path):
         image = tf.io.decode_image(tf.io.read_file(path), channels=channels, dtype=tf.float32,
@@ -319,14 +324,21 @@ def _decode_files(paths: list[str], size: tuple[int, int], channels: int,
 
     out = np.zeros((len(paths), *size, channels), np.float32)
     seen = np.zeros(len(paths), bool)
-    ds = (tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), np.array(paths, dtype=str)))
+    too_big = {}
+    for i, path in enumerate(paths):
+        try:
+            check_image_pixels(path, max_pixels)
+        except RecordError as err:
+            too_big[i] = str(err)
+    keep = np.array([i for i in range(len(paths)) if i not in too_big], np.int64)
+    ds = (tf.data.Dataset.from_tensor_slices((keep, np.array([paths[i] for i in keep], dtype=str)))
           .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .ignore_errors().batch(DECODE_BATCH))
     for index, images in ds.as_numpy_iterator():
         out[index], seen[index] = images, True
         if progress is not None:
             progress(int(seen.sum()), len(paths))
-    return out, {int(i): _decode_error(paths[i], channels) for i in np.flatnonzero(~seen)}
+    return out, {int(i): too_big.get(int(i)) or _decode_error(paths[i], channels) for i in np.flatnonzero(~seen)}
 
 
 def _decode_error(path: str, channels: int) -> str:

@@ -144,3 +144,75 @@ def card_preprocess(card: dict[str, Any]) -> PreprocessConfig:
         raise BiomedError("the model card has no preprocessing config (exported from a bare .keras "
                           "file?); export from the run folder so predict can redo the preprocessing")
     return from_dict(PreprocessConfig, card["preprocess"], "model_card.preprocess")
+
+
+MAX_WINDOW_SAMPLES = 10_000_000  # ~9 h at 300 Hz: far beyond any trained window, far below a memory blow-up
+
+
+def card_model_file(folder: Path, card: dict[str, Any], card_file: Path) -> Path:
+    """The artefact named by the card's ``model_file``, which must lie inside the export ``folder``.
+
+    Raises:
+        BiomedError: ``model_file`` is missing, absolute or leads outside the folder.
+    """
+    name = card.get("model_file")
+    if not isinstance(name, str) or not name:
+        raise BiomedError(f"{card_file}: model_file: expected the model's path inside the export folder, got {name!r}")
+    artefact = (folder / name).resolve()
+    if Path(name).is_absolute() or not artefact.is_relative_to(folder.resolve()):
+        raise BiomedError(f"{card_file}: model_file {name!r} leads outside the export folder {folder}; "
+                          f"expected a path inside it, e.g. 'model.keras'")
+    return artefact
+
+
+def check_card(card: dict[str, Any], card_file: Path, input_shape: tuple[int | None, ...], n_outputs: int) -> None:
+    """Check a card against the model it describes, once, before any input is scored.
+
+    Args:
+        card: the card read by :func:`read_card`.
+        card_file: where it was read from (named in errors).
+        input_shape: the loaded model's input shape (None for the batch and free axes).
+        n_outputs: the number of classes the model scores.
+
+    Raises:
+        BiomedError: the first key that is wrong, what was expected and what the card holds.
+    """
+    def fail(key: str, expected: str, got: Any) -> BiomedError:
+        return BiomedError(f"{card_file}: {key}: expected {expected}, got {got!r}")
+
+    modality, rank = card.get("modality"), len(input_shape)
+    if modality not in ("ecg", "image"):
+        raise fail("modality", "'ecg' or 'image'", modality)
+    if (modality == "ecg") != (rank == 3):
+        kind = "an ECG model (batch, samples, 1)" if rank == 3 else f"a rank-{rank} input"
+        raise fail("modality", f"the model's modality ({kind}, input shape {list(input_shape)})", modality)
+    classes = card.get("classes")
+    if (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)
+            or len(set(classes)) != len(classes) or len(classes) != n_outputs):
+        raise fail("classes", f"{n_outputs} distinct class names (the model scores {n_outputs} classes)", classes)
+    positive, threshold = card.get("positive_class"), card.get("threshold")
+    if positive is not None and positive not in classes:
+        raise fail("positive_class", f"null or one of {classes}", positive)
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not 0 <= threshold <= 1):
+        raise fail("threshold", "null or a number in [0, 1]", threshold)
+    channel = card.get("channel", 0)
+    if isinstance(channel, bool) or not isinstance(channel, int) or channel < 0:
+        raise fail("channel", "a signal index >= 0", channel)
+    if modality == "ecg":
+        try:
+            pre = card_preprocess(card)
+        except BiomedError as err:
+            raise BiomedError(f"{card_file}: {err}") from None
+        if pre.window_samples > MAX_WINDOW_SAMPLES:
+            raise fail("preprocess.window_s", f"a window of at most {MAX_WINDOW_SAMPLES:,} samples at "
+                                              f"{pre.fs} Hz", pre.window_s)
+        if input_shape[1] is not None and pre.window_samples != input_shape[1]:
+            raise fail("preprocess", f"window_s × fs = {input_shape[1]} samples, the model's input length",
+                       f"window_s {pre.window_s} × fs {pre.fs} = {pre.window_samples} samples")
+    else:
+        image = card.get("image") or {}
+        size = image.get("image_size") or list(input_shape[1:3])
+        if (not isinstance(size, list) or len(size) != 2
+                or not all(isinstance(v, int) and 0 < v <= 16384 for v in size)):
+            raise fail("image.image_size", "[height, width] of 1 to 16384 pixels", size)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -27,7 +28,8 @@ import pandas as pd
 from pipelines.artifacts import atomic_path
 from pipelines.errors import BiomedError, RecordError
 from pipelines.metrics import aggregate_by_record
-from pipelines.model_card import CARD_NAME, card_preprocess, read_card
+from pipelines.image_limits import DEFAULT_MAX_PIXELS, check_image_pixels
+from pipelines.model_card import CARD_NAME, card_model_file, card_preprocess, check_card, read_card
 
 WFDB_SUFFIXES = (".hea", ".dat", ".mat")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -37,7 +39,14 @@ Echo = Callable[[str], None]
 
 
 class Predictor(Protocol):
-    """A loaded model: model-ready float32 inputs in, class probabilities ``(n, n_classes)`` out."""
+    """A loaded model: model-ready float32 inputs in, class probabilities ``(n, n_classes)`` out.
+
+    ``input_shape`` is the model's input shape (None for the batch and any free axis) and
+    ``n_outputs`` the number of classes it scores.
+    """
+
+    input_shape: tuple[int | None, ...]
+    n_outputs: int
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Probabilities for a batch of model-ready inputs."""
@@ -50,6 +59,8 @@ class KerasPredictor:
         from pipelines.export import load_keras_model
 
         self.model = load_keras_model(path)
+        self.input_shape = tuple(self.model.inputs[0].shape)
+        self.n_outputs = int(self.model.outputs[0].shape[-1])
         if jit_compile:
             self.model.compile(jit_compile=True)
 
@@ -67,6 +78,8 @@ class SavedModelPredictor:
         self._loaded = tf.saved_model.load(str(path))  # keep a reference: it owns the variables
         self.fn = self._loaded.signatures[signature]
         self.input_name = next(iter(self.fn.structured_input_signature[1]))
+        self.input_shape = tuple(self.fn.structured_input_signature[1][self.input_name].shape)
+        self.n_outputs = int(next(iter(self.fn.structured_outputs.values())).shape[-1])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         outputs = self.fn(**{self.input_name: self._tf.constant(x, self._tf.float32)})
@@ -88,6 +101,8 @@ class TFLitePredictor:
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
         self.dynamic = int(self.input["shape_signature"][0]) == -1
+        self.input_shape = tuple(None if d < 0 else int(d) for d in self.input["shape_signature"])
+        self.n_outputs = int(self.output["shape"][-1])
         self.batch = int(self.input["shape"][0])
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -121,10 +136,13 @@ def _dequantize(y: np.ndarray, details: dict[str, Any]) -> np.ndarray:
     return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
 
 
-def load_predictor(model: Path, jit_compile: bool = False) -> tuple[Predictor, dict[str, Any]]:
+def load_predictor(model: Path, jit_compile: bool = False, allow_savedmodel: bool = False
+                   ) -> tuple[Predictor, dict[str, Any]]:
     """Load an export folder (card + artefact) or a model file with a card beside it.
 
     ``jit_compile`` compiles a ``.keras`` model with XLA for inference (faster for some models).
+    A SavedModel is a TensorFlow program that can read and write files when it runs, so it is
+    loaded only with ``allow_savedmodel``. The card is checked against the loaded model.
 
     Returns:
         The predictor of the artefact's format and the model card.
@@ -132,15 +150,23 @@ def load_predictor(model: Path, jit_compile: bool = False) -> tuple[Predictor, d
     model = Path(model)
     if not model.exists():
         raise BiomedError(f"model {model} does not exist")
-    card = read_card(model if model.is_dir() else model.parent / CARD_NAME)
-    artefact = model / card["model_file"] if model.is_dir() else model
+    card_file = model / CARD_NAME if model.is_dir() else model.parent / CARD_NAME
+    card = read_card(card_file)
+    artefact = card_model_file(model, card, card_file) if model.is_dir() else model
     if artefact.suffix == ".keras":
-        return KerasPredictor(artefact, jit_compile), card
-    if artefact.suffix == ".tflite":
-        return TFLitePredictor(artefact), card
-    if (artefact / "saved_model.pb").is_file():
-        return SavedModelPredictor(artefact, card.get("serving", {}).get("signature", "serving_default")), card
-    raise BiomedError(f"{artefact}: not a .keras file, a .tflite file or a SavedModel folder")
+        predictor = KerasPredictor(artefact, jit_compile)
+    elif artefact.suffix == ".tflite":
+        predictor = TFLitePredictor(artefact)
+    elif (artefact / "saved_model.pb").is_file():
+        if not allow_savedmodel:
+            raise BiomedError(f"{artefact} is a SavedModel: loading one runs the TensorFlow program inside it, "
+                              f"which can read and write files; pass --allow-savedmodel only for a model you "
+                              f"trust, or predict with a .keras (safe mode) or .tflite export")
+        predictor = SavedModelPredictor(artefact, card.get("serving", {}).get("signature", "serving_default"))
+    else:
+        raise BiomedError(f"{artefact}: not a .keras file, a .tflite file or a SavedModel folder")
+    check_card(card, card_file, predictor.input_shape, predictor.n_outputs)
+    return predictor, card
 
 
 def prediction_windows(signal: np.ndarray, fs: float, card: dict[str, Any]) -> np.ndarray:
@@ -169,6 +195,7 @@ def load_image(path: Path, card: dict[str, Any]) -> np.ndarray:
     image = card.get("image") or {}
     height, width = image.get("image_size") or card["input"]["shape"][1:3]
     channels = image.get("channels") or card["input"]["shape"][3]
+    check_image_pixels(path, image.get("max_pixels") or DEFAULT_MAX_PIXELS)
     try:
         decoded = tf.io.decode_image(tf.io.read_file(str(path)), channels=channels, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
@@ -193,9 +220,10 @@ def expand_inputs(inputs: Iterable[str], modality: str) -> Iterator[Path]:
 def _expand(path: Path, modality: str) -> Iterator[Path]:
     if path.is_dir():
         if modality == "image":
-            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         else:
-            yield from (p.with_suffix("") for p in sorted(path.glob("*.hea")))
+            found = [p.with_suffix("") for p in sorted(path.glob("*.hea"))]
+        yield from found or [path]  # an empty folder is skipped with its reason
     elif modality == "ecg" and path.suffix.lower() in WFDB_SUFFIXES:
         yield path.with_suffix("")
     else:
@@ -208,6 +236,9 @@ def model_inputs_of(path: Path, card: dict[str, Any]) -> np.ndarray:
     Raises:
         RecordError: the input cannot be read or preprocessed.
     """
+    if path.is_dir():
+        wanted = ", ".join(IMAGE_SUFFIXES) + " files" if card["modality"] == "image" else "WFDB records (.hea)"
+        raise RecordError(f"folder with no {wanted} among its {sum(1 for _ in path.iterdir())} entries")
     if card["modality"] == "image":
         if not path.is_file():
             raise RecordError("no such image file")
@@ -278,6 +309,11 @@ def _score_chunk(predictor: Predictor, card: dict[str, Any], chunk: list[Path], 
     """Preprocess and score the inputs of one chunk; returns window rows and skipped inputs."""
     arrays, names, paths, problems = [], [], [], []
     for path in chunk:
+        if not _is_utf8(str(path)):
+            shown = os.fsencode(path).decode("utf-8", "replace")
+            problems.append({"record": Path(shown).stem, "path": shown,
+                             "reason": "file name is not valid UTF-8 (rename the file)"})
+            continue
         try:
             arrays.append(model_inputs_of(path, card))
             names.append(path.stem if card["modality"] == "image" else path.name)
@@ -297,6 +333,15 @@ def _score_chunk(predictor: Predictor, card: dict[str, Any], chunk: list[Path], 
     probs = [predictor.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     frame[prob_columns] = np.concatenate(probs) if probs else np.zeros((0, len(prob_columns)))
     return frame, problems
+
+
+def _is_utf8(text: str) -> bool:
+    """False for names holding undecodable bytes (``surrogateescape``), which UTF-8 CSVs cannot store."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _record_rows(windows: pd.DataFrame, card: dict[str, Any]) -> pd.DataFrame:
@@ -342,8 +387,11 @@ def predict_command(args: argparse.Namespace) -> None:
     """``biomed predict``: load the model and its card, score the inputs, write the CSVs."""
     if args.batch_size < 1:
         raise BiomedError("--batch-size must be at least 1")
-    predictor, card = load_predictor(Path(args.model), jit_compile=args.jit_compile)
+    predictor, card = load_predictor(Path(args.model), jit_compile=args.jit_compile,
+                                     allow_savedmodel=args.allow_savedmodel)
     summary = predict_inputs(predictor, card, args.inputs, Path(args.out), per_window=args.per_window,
                              batch_size=args.batch_size)
+    if not summary.scored:
+        raise BiomedError(f"no input scored: {summary.skipped} skipped, reasons in {summary.files['skipped']}")
     if summary.skipped:
         print(f"skipped inputs and reasons: {summary.files['skipped']}")

@@ -22,6 +22,7 @@ from pipelines.config import ExperimentConfig, ModelEntry, config_hash, config_t
 from pipelines.datasets import PreparedData, prepare_data
 from pipelines.errors import BiomedError
 from pipelines.modeling import get_model
+from pipelines.runlock import check_run_folder, run_lock
 from pipelines.summary import format_summary
 
 Echo = Callable[[str], None]
@@ -42,14 +43,33 @@ def start_run_dir(config: ExperimentConfig, run_dir: Path, *,
         may_change: Config keys (as paths, e.g. ``("tuning", "max_trials")``) that may differ
             from the folder's stored config; the new value is stored.
     """
+    check_run_folder(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     existing = run_dir / "config.yaml"
     text = config_to_yaml(config)
-    if existing.is_file() and (_without(yaml.safe_load(existing.read_text()), may_change)
+    if existing.is_file() and (_without(_stored_config(existing), may_change)
                                != _without(yaml.safe_load(text), may_change)):
         raise BiomedError(f"{run_dir} already holds a run of a different config; "
                           f"choose another --out folder (or delete it)")
     write_text(existing, text)
+
+
+def _stored_config(path: Path) -> dict:
+    """The config stored in a run folder, as a mapping.
+
+    Raises:
+        BiomedError: the file is not YAML text with a mapping at the top level.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise BiomedError(f"{path}: the run folder's config is not valid YAML "
+                          f"({str(getattr(err, 'problem', None) or err)[:120]}); choose another --out folder "
+                          f"(or delete it)") from None
+    if not isinstance(raw, dict):
+        raise BiomedError(f"{path}: the run folder's config is not a mapping; choose another --out folder "
+                          f"(or delete it)")
+    return raw
 
 
 def _without(raw: dict, keys: tuple[tuple[str, ...], ...]) -> dict:
@@ -79,10 +99,12 @@ def run_experiment(config: ExperimentConfig, run_dir: Path, *, echo: Echo = prin
     In a multi-worker run every worker executes this; only the chief writes
     into ``run_dir`` (the others write to a scratch folder that is removed).
     """
-    from pipelines.runtime import artefact_dir, get_strategy
+    from pipelines.runtime import artefact_dir, get_strategy, is_chief
 
     get_strategy(config.runtime)  # a multi-worker strategy must exist before other TensorFlow work
-    with artefact_dir(run_dir) as write_dir:
+    if is_chief():
+        check_run_folder(run_dir)
+    with artefact_dir(run_dir) as write_dir, run_lock(write_dir):
         start_run_dir(config, write_dir)
         echo(f"run folder: {run_dir}")
         data = prepare_data(config, progress=_loading_progress(echo))

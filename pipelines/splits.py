@@ -9,6 +9,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from pipelines.config import SplitConfig
+from pipelines.errors import DataError
 from pipelines.samples import SampleSet
 
 SPLITS = ("train", "val", "test")
@@ -39,6 +40,11 @@ def assign_splits(samples: SampleSet, cfg: SplitConfig) -> dict[str, np.ndarray]
     the test split and ``cfg.val`` of the remaining groups is validation.
     """
     groups, labels = group_labels(samples.group, samples.y)
+    needed = max(3, cfg.kfold or 0)
+    if len(groups) < needed:
+        raise DataError(f"split.group_by {cfg.group_by!r}: only {len(groups)} distinct group(s) in the data "
+                        f"(e.g. {groups[0]!r}); a train/val/test split needs at least {needed}"
+                        + (" (check the labels file's patient column)" if cfg.group_by == "patient" else ""))
     if cfg.kfold:
         folds = StratifiedKFold(n_splits=cfg.kfold, shuffle=True, random_state=cfg.seed)
         train_idx, test_idx = list(folds.split(groups, labels))[cfg.fold]

@@ -122,10 +122,11 @@ def test_generic_wfdb_labels_with_patients_keep_groups_together(tiny_cinc):
     rows = ["record,label,patient"] + [f"T{i:04d},{'N' if i % 2 == 0 else 'A'},P{i // 4}" for i in range(24)]
     (tiny_cinc / "labels.csv").write_text("\n".join(rows) + "\n")
     pre = PreprocessConfig(fs=100, window_s=4, stride_s=4)
-    config = cinc_config(tiny_cinc, source="wfdb", labels=str(tiny_cinc / "labels.csv"), preprocess=pre)
+    split = SplitConfig(val=0.2, test=0.2, seed=3, group_by="patient")
+    config = cinc_config(tiny_cinc, source="wfdb", labels=str(tiny_cinc / "labels.csv"), preprocess=pre, split=split)
     samples = load_ecg_samples(config)
     assert set(np.unique(samples.group)) == {f"P{i}" for i in range(6)}
-    assignment = assign_splits(samples, SplitConfig(val=0.2, test=0.2, seed=3))
+    assignment = assign_splits(samples, split)
     seen = [set(v) for v in assignment.values()]
     assert not (seen[0] & seen[1] or seen[0] & seen[2] or seen[1] & seen[2])
     table = membership_table(samples, assignment)

@@ -59,7 +59,7 @@ def test_card_and_backends_agree(run_dir, tmp_path):
     frames = {}
     for fmt in ("keras", "savedmodel", "tflite"):
         assert main(["export", str(run_dir), "--format", fmt, "--out", str(tmp_path / fmt)]) == 0
-        predictor, card = load_predictor(tmp_path / fmt)
+        predictor, card = load_predictor(tmp_path / fmt, allow_savedmodel=fmt == "savedmodel")
         summary = predict_inputs(predictor, card, [str(data)], tmp_path / f"{fmt}.csv", echo=lambda _: None)
         assert summary.scored == 30 and summary.skipped == 0
         frames[fmt] = _records(tmp_path / f"{fmt}.csv")
@@ -119,7 +119,8 @@ def test_fresh_process_after_deleting_the_run_and_bad_inputs(run_dir, tmp_path):
     shutil.copytree(run_dir, copy)
     assert main(["export", str(copy), "--format", "savedmodel", "--out", str(tmp_path / "exp")]) == 0
     data = run_dir.parent / "data"
-    expected = predict_inputs(*load_predictor(tmp_path / "exp"), [str(data / "S00001.hea"), str(data / "S00002")],
+    expected = predict_inputs(*load_predictor(tmp_path / "exp", allow_savedmodel=True),
+                              [str(data / "S00001.hea"), str(data / "S00002")],
                               tmp_path / "inproc.csv", echo=lambda _: None)
     shutil.rmtree(copy)
 
@@ -129,7 +130,8 @@ def test_fresh_process_after_deleting_the_run_and_bad_inputs(run_dir, tmp_path):
     out = tmp_path / "fresh.csv"
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "predict", str(tmp_path / "exp"), str(data / "S00001.hea"),
-         str(data / "S00002"), str(bad), str(tmp_path / "missing"), "--out", str(out), "--batch-size", "3"],
+         str(data / "S00002"), str(bad), str(tmp_path / "missing"), "--out", str(out), "--batch-size", "3",
+         "--allow-savedmodel"],
         capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=120)
     assert result.returncode == 0, result.stderr
     pd.testing.assert_frame_equal(_records(out), _records(expected.files["records"]))
