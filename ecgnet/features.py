@@ -15,7 +15,7 @@ from scipy import signal as sps
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ecgnet.rpeaks import detect_r_peaks, is_flat
-from pipelines.preprocess import bandpass
+from ecgnet.preprocess import bandpass
 
 RHYTHM_FEATURES = (
     "heart_rate", "rr_mean", "rr_sd", "rr_rmssd", "rr_pnn50", "rr_cv", "rr_min", "rr_max",

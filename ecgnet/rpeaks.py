@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 from scipy import signal as sps
 
-from pipelines.preprocess import bandpass
+from ecgnet.preprocess import bandpass
 
 REFRACTORY_S = 0.2
 _INTEGRATION_S = 0.15

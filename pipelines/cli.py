@@ -43,7 +43,7 @@ def _cmd_summary(args: argparse.Namespace) -> None:
 
     target = Path(args.target)
     if target.is_dir():
-        from pipelines.ecg_dataset import CINC_LABELS, load_ecg_samples
+        from ecgnet.dataset import CINC_LABELS, load_ecg_samples
         from pipelines.summary import data_summary
 
         has_labels = any((target / n).is_file() for n in ("REFERENCE-v3.csv", "REFERENCE.csv"))
@@ -60,7 +60,7 @@ def _cmd_summary(args: argparse.Namespace) -> None:
 
 
 def _cmd_download(args: argparse.Namespace) -> None:
-    from pipelines.ecg_sources import download_physionet
+    from ecgnet.sources import download_physionet
 
     print(f"downloaded {args.database} into {download_physionet(args.database, args.out_dir)}")
 

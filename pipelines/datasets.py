@@ -40,10 +40,10 @@ def load_samples(data: DataConfig, progress: Callable[[int, int], None] | None =
     ``data.image.official_split`` is true.
     """
     if data.modality == "image":
-        from pipelines.image_data import load_image_samples
+        from imaging.data import load_image_samples
 
         return load_image_samples(data, progress=progress)
-    from pipelines.ecg_dataset import load_ecg_samples
+    from ecgnet.dataset import load_ecg_samples
 
     return load_ecg_samples(data, progress=progress), None
 

@@ -150,7 +150,7 @@ def prediction_windows(signal: np.ndarray, fs: float, card: dict[str, Any]) -> n
     window per record); when the strides leave a tail, a last window aligned to
     the record's end is added.
     """
-    from pipelines.preprocess import clean_signal, make_windows
+    from ecgnet.preprocess import clean_signal, make_windows
 
     pre = card_preprocess(card)
     window = pre.window_samples
@@ -212,7 +212,7 @@ def model_inputs_of(path: Path, card: dict[str, Any]) -> np.ndarray:
         if not path.is_file():
             raise RecordError("no such image file")
         return load_image(path, card)
-    from pipelines.ecg_sources import RecordRef, read_signal
+    from ecgnet.sources import RecordRef, read_signal
 
     if not path.with_suffix(".hea").is_file():
         raise RecordError("no WFDB header (.hea) at this path")

@@ -85,7 +85,7 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
     """Fit under the configured strategy; in multi-worker runs only the chief writes into ``out_dir``."""
     import keras
 
-    from pipelines.augment import training_augmenter
+    from ecgnet.augment import training_augmenter
     from pipelines.runtime import (artefact_dir, get_strategy, global_batch_size, set_precision,
                                    sync_moving_statistics)
     from pipelines.tfdata import class_weights, make_dataset

@@ -93,7 +93,7 @@ class SuiteHyperModel(kt.HyperModel):
         configured (their own epochs, else ``train.epochs``); the trial's epoch
         budget, callbacks and score apply to the last phase.
         """
-        from pipelines.augment import training_augmenter
+        from ecgnet.augment import training_augmenter
         from pipelines.runtime import global_batch_size
         from pipelines.tfdata import class_weights, make_dataset
         from pipelines.training import compile_model

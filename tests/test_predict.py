@@ -91,9 +91,9 @@ def test_card_and_backends_agree(run_dir, tmp_path):
 def test_windows_match_training_and_cover_the_record(run_dir):
     from pipelines.config import load_config
     from pipelines.datasets import prepare_data
-    from pipelines.ecg_sources import RecordRef, read_signal
+    from ecgnet.sources import RecordRef, read_signal
     from pipelines.model_card import card_preprocess
-    from pipelines.preprocess import clean_signal
+    from ecgnet.preprocess import clean_signal
 
     card = read_card_of(run_dir)
     samples = prepare_data(load_config(run_dir / "config.yaml")).samples

@@ -19,10 +19,10 @@ import numpy as np
 
 from pipelines import cache
 from pipelines.config import AnnotatedConfig, DataConfig, PreprocessConfig, TaskConfig, config_hash
-from pipelines.ecg_sources import (Listing, RecordRef, cinc2017_labels_file, list_annotated_records,
+from ecgnet.sources import (Listing, RecordRef, cinc2017_labels_file, list_annotated_records,
                                    list_labelled_records, read_rhythm_intervals, read_signal)
 from pipelines.errors import DataError, RecordError
-from pipelines.preprocess import clean_signal, make_windows, preprocess_record
+from ecgnet.preprocess import clean_signal, make_windows, preprocess_record
 from pipelines.samples import SampleSet
 
 CINC_LABELS = ["N", "A", "O", "~"]
