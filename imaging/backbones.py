@@ -21,8 +21,7 @@ from typing import Callable
 
 import keras
 
-from pipelines.errors import BiomedError, ConfigError
-from pipelines.modeling import suggest
+from pipelines.errors import BiomedError, ConfigError, suggest
 
 MIN_SIZE = 32
 PREPROCESS_MODULES = ("mobilenet", "mobilenet_v2", "resnet50", "densenet")

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 import yaml
 
-from pipelines.errors import ConfigError
-from pipelines.modeling import check_hyperparameters, get_model, suggest
+from pipelines.errors import ConfigError, suggest
+from pipelines.modeling import check_hyperparameters, get_model
 from pipelines.schema import from_dict, to_dict
 
 #: Whether DataConfig.validate checks that its files exist (set by load_config).
@@ -263,6 +263,32 @@ class TrainConfig:
     tensorboard: bool = True
     verbose: int = 2
 
+    def validate(self, where: str) -> None:
+        metric_direction(self.monitor, f"{where}.monitor")
+
+    @property
+    def monitor_direction(self) -> str:
+        """'min' or 'max': the direction in which ``monitor`` improves."""
+        return metric_direction(self.monitor)
+
+
+#: The metrics Keras training logs (``val_`` prefixed on validation) and the direction each improves in.
+LOGGED_METRICS = {"loss": "min", "accuracy": "max", "auc": "max", "pr_auc": "max"}
+
+
+def metric_direction(name: str, where: str = "train.monitor") -> str:
+    """'min' or 'max': the direction in which the logged metric ``name`` (e.g. ``val_auc``) improves.
+
+    Raises:
+        ConfigError: ``name`` is not a metric that training logs.
+    """
+    direction = LOGGED_METRICS.get(name.removeprefix("val_"))
+    if direction is None:
+        valid = [f"{p}{m}" for p in ("", "val_") for m in LOGGED_METRICS]
+        raise ConfigError(f"{where}: {name!r} is not a logged metric{suggest(name, valid)}; "
+                          f"valid: {', '.join(valid)}")
+    return direction
+
 
 @dataclass
 class RuntimeConfig:
@@ -309,6 +335,12 @@ class TuningConfig:
     hyperband_factor: int = 3
     seed: int = 0
     search_space: dict[str, HyperparameterSpec] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        expected = metric_direction(self.objective, f"{where}.objective")
+        if self.direction != expected:
+            raise ConfigError(f"{where}.direction: {self.objective!r} improves towards {expected!r}, "
+                              f"got {self.direction!r}")
 
 
 TRAINING_HYPERPARAMETERS = ("learning_rate", "batch_size")

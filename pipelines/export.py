@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import multiprocessing
 import shutil
@@ -37,6 +38,8 @@ from pipelines.artifacts import atomic_path
 from pipelines.config import ExperimentConfig, load_config
 from pipelines.errors import BiomedError
 from pipelines.model_card import SELECTION_NOTE, build_card, write_card
+
+log = logging.getLogger("biomed")
 
 FORMATS = ("keras", "savedmodel", "tflite")
 QUANTIZATIONS = ("dynamic", "float16", "int8")
@@ -133,9 +136,9 @@ def load_keras_model(path: Path) -> Any:
     """
     import keras
 
-    from pipelines.modeling import model_names
+    from pipelines.plugins import load_plugins
 
-    model_names()  # imports ecgnet.models / imaging.models, which register the custom layers
+    load_plugins()  # the modality plugins register their custom layers
     if not Path(path).is_file():
         raise BiomedError(f"model file {path} does not exist")
     try:
@@ -389,7 +392,7 @@ def export_command(args: argparse.Namespace) -> None:
     source = resolve_source(Path(args.source), args.model, args.seed)
     card = export_model(source, args.format, Path(args.out), args.quantize)
     what = f"{source.model} seed {source.seed}" if source.model else str(source.keras_file)
-    print(f"exported {what} as {args.format}{f' ({args.quantize})' if args.quantize else ''} "
-          f"into {args.out} (card: {card})")
+    log.info(f"exported {what} as {args.format}{f' ({args.quantize})' if args.quantize else ''} "
+             f"into {args.out} (card: {card})")
     if source.selection == SELECTION_NOTE:
-        print(f"note: chosen as the {SELECTION_NOTE}")
+        log.info(f"note: chosen as the {SELECTION_NOTE}")

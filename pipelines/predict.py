@@ -1,11 +1,10 @@
 """``biomed predict``: score new ECG records or images with an exported model.
 
-ECG records of any length are preprocessed with the card's config by the same
-``clean_signal``/``make_windows`` code as training, but with sliding windows
-(the card's stride, or half a window) plus one window aligned to the end, so
-the whole record is scored. Window probabilities are averaged per record
-(:func:`pipelines.metrics.aggregate_by_record`, as in evaluation) and the
-card's validation threshold decides binary tasks (argmax otherwise).
+The modality's plugin finds and reads the inputs (:class:`pipelines.plugins.InputReader`):
+ECG records of any length become sliding windows preprocessed as in training
+(:mod:`ecgnet.inputs`), images are decoded and resized (:mod:`imaging.inputs`).
+Window probabilities are averaged per record (as in evaluation) and the card's
+validation threshold decides binary tasks (argmax otherwise).
 
 Inputs are processed in chunks and the CSVs are written as they go; a bad
 input is skipped and listed in ``<out>_skipped.csv`` with its reason. Three
@@ -18,22 +17,23 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
 import pandas as pd
 
+from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.errors import BiomedError, RecordError
 from pipelines.metrics import aggregate_by_record
-from pipelines.model_card import CARD_NAME, card_preprocess, read_card
+from pipelines.model_card import CARD_NAME, read_card
 
-WFDB_SUFFIXES = (".hea", ".dat", ".mat")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+log = logging.getLogger("biomed")
+
 CHUNK_RECORDS = 64
 PROGRESS_EVERY = 100
-Echo = Callable[[str], None]
 
 
 class Predictor(Protocol):
@@ -143,81 +143,17 @@ def load_predictor(model: Path, jit_compile: bool = False) -> tuple[Predictor, d
     raise BiomedError(f"{artefact}: not a .keras file, a .tflite file or a SavedModel folder")
 
 
-def prediction_windows(signal: np.ndarray, fs: float, card: dict[str, Any]) -> np.ndarray:
-    """Preprocess one record as in training and cut it into windows covering the whole record.
-
-    The stride is the card's ``stride_s`` (half a window when training took one
-    window per record); when the strides leave a tail, a last window aligned to
-    the record's end is added.
-    """
-    from ecgnet.preprocess import clean_signal, make_windows
-
-    pre = card_preprocess(card)
-    window = pre.window_samples
-    stride = max(1, int(round(pre.stride_s * pre.fs))) if pre.stride_s else max(1, window // 2)
-    clean = clean_signal(signal, fs, pre)
-    windows = make_windows(clean, window, stride, pad=pre.pad)
-    if len(clean) > window and (len(clean) - window) % stride:
-        windows = np.concatenate([windows, clean[None, -window:]])
-    return windows.astype(np.float32)
-
-
-def load_image(path: Path, card: dict[str, Any]) -> np.ndarray:
-    """Decode one image file and resize it to the card's size: float32 ``(1, H, W, C)`` in [0, 255]."""
-    import tensorflow as tf
-
-    image = card.get("image") or {}
-    height, width = image.get("image_size") or card["input"]["shape"][1:3]
-    channels = image.get("channels") or card["input"]["shape"][3]
-    try:
-        decoded = tf.io.decode_image(tf.io.read_file(str(path)), channels=channels, expand_animations=False)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
-        raise RecordError(f"cannot decode image: {err.message.splitlines()[0][:160]}") from None
-    resized = tf.image.resize(tf.cast(decoded, tf.float32), (height, width))
-    return resized.numpy()[None].astype(np.float32)
-
-
 def expand_inputs(inputs: Iterable[str], modality: str) -> Iterator[Path]:
-    """Input paths one by one: folders expand (sorted) to their WFDB records or image files.
+    """Input paths one by one, as the modality's plugin expands them (folders to their records or images).
 
-    WFDB record paths are returned without extension; paths that do not exist
-    are returned as given (and skipped later with a reason).
+    Paths that do not exist are returned as given (and skipped later with a reason).
     """
+    reader = plugins.PREDICT_INPUTS.get(modality)
     seen: set[Path] = set()
-    for path in (p for item in inputs for p in _expand(Path(item), modality)):
+    for path in (p for item in inputs for p in reader.expand(Path(item))):
         if path not in seen:
             seen.add(path)
             yield path
-
-
-def _expand(path: Path, modality: str) -> Iterator[Path]:
-    if path.is_dir():
-        if modality == "image":
-            yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            yield from (p.with_suffix("") for p in sorted(path.glob("*.hea")))
-    elif modality == "ecg" and path.suffix.lower() in WFDB_SUFFIXES:
-        yield path.with_suffix("")
-    else:
-        yield path
-
-
-def model_inputs_of(path: Path, card: dict[str, Any]) -> np.ndarray:
-    """The model-ready inputs of one input path (ECG windows ``(n, T, 1)`` or one image).
-
-    Raises:
-        RecordError: the input cannot be read or preprocessed.
-    """
-    if card["modality"] == "image":
-        if not path.is_file():
-            raise RecordError("no such image file")
-        return load_image(path, card)
-    from ecgnet.sources import RecordRef, read_signal
-
-    if not path.with_suffix(".hea").is_file():
-        raise RecordError("no WFDB header (.hea) at this path")
-    signal, fs = read_signal(RecordRef(path.name, str(path), None, path.name), card.get("channel", 0))
-    return prediction_windows(signal, fs, card)[..., None]
 
 
 @dataclasses.dataclass
@@ -231,7 +167,7 @@ class PredictionSummary:
 
 def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[str], out: Path, *,
                    per_window: bool = False, batch_size: int = 256, chunk_records: int = CHUNK_RECORDS,
-                   progress_every: int = PROGRESS_EVERY, echo: Echo = print) -> PredictionSummary:
+                   progress_every: int = PROGRESS_EVERY) -> PredictionSummary:
     """Score every input and write ``out`` (per record), ``<out>_skipped.csv`` and optionally ``<out>_windows.csv``.
 
     Args:
@@ -243,7 +179,6 @@ def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[
         batch_size: windows per model call.
         chunk_records: records preprocessed and scored together (bounds memory).
         progress_every: print a progress line every this many records.
-        echo: where progress lines go.
 
     Returns:
         Counts of scored and skipped records and the paths written.
@@ -268,19 +203,20 @@ def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[
             before = scored + skipped
             scored, skipped = scored + len(records), skipped + len(problems)
             if (scored + skipped) // progress_every > before // progress_every:
-                echo(f"  {scored + skipped} inputs: {scored} scored, {skipped} skipped")
-    echo(f"scored {scored} input(s), skipped {skipped}: {out}")
+                log.info(f"  {scored + skipped} inputs: {scored} scored, {skipped} skipped")
+    log.info(f"scored {scored} input(s), skipped {skipped}: {out}")
     return PredictionSummary(scored, skipped, files)
 
 
 def _score_chunk(predictor: Predictor, card: dict[str, Any], chunk: list[Path], batch_size: int
                  ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
     """Preprocess and score the inputs of one chunk; returns window rows and skipped inputs."""
+    reader = plugins.PREDICT_INPUTS.get(card["modality"])
     arrays, names, paths, problems = [], [], [], []
     for path in chunk:
         try:
-            arrays.append(model_inputs_of(path, card))
-            names.append(path.stem if card["modality"] == "image" else path.name)
+            arrays.append(reader.read(path, card))
+            names.append(reader.name(path))
             paths.append(str(path))
         except RecordError as err:
             problems.append({"record": path.stem, "path": str(path), "reason": str(err)})
@@ -346,4 +282,4 @@ def predict_command(args: argparse.Namespace) -> None:
     summary = predict_inputs(predictor, card, args.inputs, Path(args.out), per_window=args.per_window,
                              batch_size=args.batch_size)
     if summary.skipped:
-        print(f"skipped inputs and reasons: {summary.files['skipped']}")
+        log.info(f"skipped inputs and reasons: {summary.files['skipped']}")

@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 from sklearn.metrics import confusion_matrix
 
-from pipelines import plots
+from pipelines import plots, plugins
 from pipelines.artifacts import write_text
 from pipelines.errors import BiomedError
 from pipelines.metrics import (aggregate_by_record, binary_scores, bootstrap_auc_difference,
@@ -195,7 +195,7 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, *, n_boot: i
         *_comparison_tables(runs, classes, binary),
         *_paired_comparison(runs, classes, positive, binary, n_boot),
         *_figures(runs, classes, positive, binary, out_dir / "figures"),
-        *_gradcam(runs, out_dir / "figures"),
+        *_plugin_sections(runs, out_dir / "figures"),
         *_data_summary(runs),
     ]
     return {"md": write_text(out_dir / "report.md", render_markdown(blocks, out_dir)),
@@ -347,16 +347,9 @@ def _figures(runs: list[Run], classes: list[str], positive: str | None, binary: 
     return [Heading("Figures"), *(blocks or [Paragraph("No predictions or histories to plot.")])]
 
 
-def _gradcam(runs: list[Run], figure_dir: Path) -> list[Block]:
-    """Grad-CAM heat maps of the Keras models of image runs (no section for ECG runs)."""
-    image_runs = [r for r in runs if r.data_summary.get("modality") == "image"]
-    if not image_runs:
-        return []
-    from imaging.gradcam import gradcam_figures
-
-    figures = [Figure(path, caption) for run in image_runs
-               for path, caption in gradcam_figures(run.path, figure_dir, run.display)]
-    return [Heading("Grad-CAM"), *(figures or [Paragraph("No saved Keras image models to explain.")])]
+def _plugin_sections(runs: list[Run], figure_dir: Path) -> list[Block]:
+    """The sections modality plugins registered (e.g. Grad-CAM for image runs), in registration order."""
+    return [block for _, section in plugins.REPORT_SECTIONS.items() for block in section(runs, figure_dir)]
 
 
 def _data_summary(runs: list[Run]) -> list[Block]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import time
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from pipelines.errors import BiomedError
 from pipelines.modeling import get_model
 from pipelines.summary import format_summary
 
-Echo = Callable[[str], None]
+log = logging.getLogger("biomed")
 
 
 def default_run_dir(config: ExperimentConfig) -> Path:
@@ -73,7 +74,7 @@ def write_data_artifacts(config: ExperimentConfig, data: PreparedData, run_dir: 
     return summary
 
 
-def run_experiment(config: ExperimentConfig, run_dir: Path, *, echo: Echo = print) -> Path:
+def run_experiment(config: ExperimentConfig, run_dir: Path) -> Path:
     """Run a whole experiment into ``run_dir`` and return it.
 
     In a multi-worker run every worker executes this; only the chief writes
@@ -84,22 +85,22 @@ def run_experiment(config: ExperimentConfig, run_dir: Path, *, echo: Echo = prin
     get_strategy(config.runtime)  # a multi-worker strategy must exist before other TensorFlow work
     with artefact_dir(run_dir) as write_dir:
         start_run_dir(config, write_dir)
-        echo(f"run folder: {run_dir}")
-        data = prepare_data(config, progress=_loading_progress(echo))
+        log.info(f"run folder: {run_dir}")
+        data = prepare_data(config, progress=_loading_progress())
         summary = write_data_artifacts(config, data, write_dir)
-        echo(format_summary(summary))
+        log.info(format_summary(summary))
         if not config.models:
-            echo("no models in the config: data prepared, nothing to train")
+            log.info("no models in the config: data prepared, nothing to train")
             return run_dir
-        train_all(config, data, write_dir, echo=echo)
+        train_all(config, data, write_dir)
         from pipelines.report import write_report
 
         paths = write_report([write_dir])
-        echo(f"report: {paths['html']}")
+        log.info(f"report: {paths['html']}")
     return run_dir
 
 
-def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path, *, echo: Echo = print) -> None:
+def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> None:
     """Fit and evaluate every model × seed, appending to metrics.csv as each one finishes."""
     from pipelines.metrics import summarise
 
@@ -110,21 +111,21 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path, *, ec
         out = run_dir / "models" / entry.label / f"seed_{seed}"
         tag = f"[{number}/{len(jobs)}] {entry.label} seed {seed}"
         if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
-            echo(f"{tag}: already trained (predictions.csv found), evaluated without retraining")
+            log.info(f"{tag}: already trained (predictions.csv found), evaluated without retraining")
             new_rows = evaluate_run_predictions(config, data, entry, seed, pd.read_csv(out / "predictions.csv",
                                                                            dtype={"record": str}))
         else:
-            echo(f"{tag}: training{_eta(started, done_times, len(jobs) - number + 1)}")
+            log.info(f"{tag}: training{_eta(started, done_times, len(jobs) - number + 1)}")
             job_start = time.perf_counter()
             new_rows = run_one(config, data, entry, seed, out)
             done_times.append(time.perf_counter() - job_start)
         rows.extend(new_rows)
         record = next(r for r in new_rows if r["level"] == "record")
-        echo(f"{tag}: " + ", ".join(f"{k} {record[k]:.4f}" for k in _headline(record)))
+        log.info(f"{tag}: " + ", ".join(f"{k} {record[k]:.4f}" for k in _headline(record)))
         metrics = pd.DataFrame(rows)
         write_csv(run_dir / "metrics.csv", metrics)
     write_csv(run_dir / "summary.csv", summarise(pd.DataFrame(rows)))
-    echo(f"finished {len(jobs)} model × seed runs in {time.perf_counter() - started:.0f} s")
+    log.info(f"finished {len(jobs)} model × seed runs in {time.perf_counter() - started:.0f} s")
 
 
 def run_one(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, seed: int, out: Path) -> list[dict]:
@@ -178,13 +179,13 @@ def _eta(started: float, durations: list[float], remaining: int) -> str:
     return f" (elapsed {time.perf_counter() - started:.0f} s, ETA {mean * remaining:.0f} s)"
 
 
-def _loading_progress(echo: Echo) -> Callable[[int, int], None]:
+def _loading_progress() -> Callable[[int, int], None]:
     last = {"shown": -1}
 
     def show(done: int, total: int) -> None:
         step = max(1, total // 10)
         if done == total or done // step != last["shown"]:
             last["shown"] = done // step
-            echo(f"  preprocessing records: {done}/{total}")
+            log.info(f"  preprocessing records: {done}/{total}")
 
     return show
