@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -417,7 +418,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
     """Load, override and validate an experiment YAML file.
 
     Args:
-        path: the YAML file.
+        path: the YAML file, or the bare name of a shipped config (e.g. ``quickstart``).
         overrides: ``key.sub=value`` strings; values are parsed as YAML scalars/lists.
         check_data: Check that the data folder and labels file exist. ``False`` reads the
             config of a finished run on a machine without its data (export, model cards).
@@ -425,9 +426,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
     Returns:
         The validated ExperimentConfig, with every path made absolute.
     """
-    path = Path(path)
+    path = find_config(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"config file {path} does not exist{suggest(path.name, shipped_configs())}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
@@ -447,6 +448,26 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
         raise ConfigError(f"{path}: {err}") from None
     finally:
         _CHECK_DATA_FILES.reset(token)
+
+
+def shipped_configs() -> list[str]:
+    """Names of the example configs shipped with biomed (the ``configs`` package)."""
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def find_config(path: str | os.PathLike) -> Path:
+    """The config file ``path``; a bare name that is no file (``quickstart``) is a shipped config.
+
+    Example:
+        >>> find_config("quickstart").name
+        'quickstart.yaml'
+    """
+    path = Path(path)
+    if path.is_file() or path.suffix or len(path.parts) != 1:
+        return path
+    shipped = resources.files("configs") / f"{path.name}.yaml"
+    return Path(str(shipped)) if shipped.is_file() else path
 
 
 def apply_override(raw: dict, item: str) -> None:
