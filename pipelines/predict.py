@@ -27,8 +27,8 @@ import pandas as pd
 from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.errors import BiomedError, RecordError
-from pipelines.metrics import aggregate_by_record
 from pipelines.model_card import CARD_NAME, read_card
+from pipelines.predictions import Predictions, Task
 
 log = logging.getLogger("biomed")
 
@@ -188,18 +188,16 @@ def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[
     if per_window:
         files["windows"] = out.with_name(f"{out.stem}_windows.csv")
     scored = skipped = 0
-    probs = [f"prob_{c}" for c in card["classes"]]
     with contextlib.ExitStack() as stack:
         handles = {k: stack.enter_context(_csv_stream(path)) for k, path in files.items()}
         paths = expand_inputs(inputs, card["modality"])
         while chunk := [p for _, p in zip(range(chunk_records), paths)]:
-            windows, problems = _score_chunk(predictor, card, chunk, batch_size)
-            records = _record_rows(windows, card)
+            windows, names, problems = _score_chunk(predictor, card, chunk, batch_size)
+            records = _record_rows(windows, names, card)
             handles["records"].write(records)
             handles["skipped"].write(pd.DataFrame(problems, columns=["record", "path", "reason"]))
             if per_window:
-                handles["windows"].write(windows.drop(columns=["split", "y_true"]).rename(
-                    columns={"record": "path", "name": "record"})[["record", "path", "window", *probs]])
+                handles["windows"].write(_window_rows(windows, names))
             before = scored + skipped
             scored, skipped = scored + len(records), skipped + len(problems)
             if (scored + skipped) // progress_every > before // progress_every:
@@ -209,50 +207,60 @@ def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[
 
 
 def _score_chunk(predictor: Predictor, card: dict[str, Any], chunk: list[Path], batch_size: int
-                 ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
-    """Preprocess and score the inputs of one chunk; returns window rows and skipped inputs."""
+                 ) -> tuple[Predictions, dict[str, str], list[dict[str, str]]]:
+    """Preprocess and score the inputs of one chunk.
+
+    Returns:
+        The window predictions (``record`` is the input path), the record name of each
+        path, and the skipped inputs with their reasons.
+    """
     reader = plugins.PREDICT_INPUTS.get(card["modality"])
-    arrays, names, paths, problems = [], [], [], []
+    arrays, names, problems = [], {}, []
     for path in chunk:
         try:
             arrays.append(reader.read(path, card))
-            names.append(reader.name(path))
-            paths.append(str(path))
+            names[str(path)] = reader.name(path)
         except RecordError as err:
             problems.append({"record": path.stem, "path": str(path), "reason": str(err)})
         except Exception as err:  # one bad input never stops the batch
             problems.append({"record": path.stem, "path": str(path),
                              "reason": f"unexpected {type(err).__name__}: {err}"})
-    prob_columns = [f"prob_{c}" for c in card["classes"]]
+    task = Task.of(card["classes"], _positive_class(card))
     counts = [len(a) for a in arrays]
-    frame = pd.DataFrame({"split": "predict", "record": np.repeat(paths, counts),
-                          "name": np.repeat(names, counts),
-                          "window": np.concatenate([np.arange(n) for n in counts]) if counts else [],
-                          "y_true": -1})
     x = np.concatenate(arrays) if arrays else np.zeros((0, 1), np.float32)
     probs = [predictor.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-    frame[prob_columns] = np.concatenate(probs) if probs else np.zeros((0, len(prob_columns)))
-    return frame, problems
+    windows = Predictions(task, None, np.repeat(list(names), counts).astype(str),
+                          np.concatenate([np.arange(n) for n in counts]) if counts else np.zeros(0, int),
+                          np.concatenate(probs) if probs else np.zeros((0, len(task.classes)), np.float32))
+    return windows, names, problems
 
 
-def _record_rows(windows: pd.DataFrame, card: dict[str, Any]) -> pd.DataFrame:
-    """Per-record mean probabilities (the evaluation's aggregation), window counts and the decision."""
-    classes = card["classes"]
-    prob_columns = [f"prob_{c}" for c in classes]
-    records = aggregate_by_record(windows[["split", "record", "y_true", *prob_columns]])
-    grouped = windows.groupby("record", sort=False)
-    records.insert(2, "n_windows", grouped.size().to_numpy())
-    records.insert(2, "path", records["record"])
-    records["record"] = grouped["name"].first().to_numpy()
-    probs = records[prob_columns].to_numpy()
-    threshold, positive = card.get("threshold"), card.get("positive_class")
-    if len(classes) == 2 and threshold is not None and positive in classes:
-        index = classes.index(positive)
-        predicted = np.where(probs[:, index] >= threshold, index, 1 - index)
-    else:
-        predicted = probs.argmax(axis=1)
-    records["predicted"] = np.asarray(classes, dtype=object)[predicted]
-    return records.drop(columns=["split", "y_true"])
+def _record_rows(windows: Predictions, names: dict[str, str], card: dict[str, Any]) -> pd.DataFrame:
+    """Per-record mean probabilities (the evaluation's aggregation), window counts and the decision.
+
+    Binary tasks apply the card's validation threshold to the positive class; others take the argmax.
+    """
+    records = windows.by_record()
+    frame = pd.DataFrame({"record": [names[path] for path in records.record], "path": records.record,
+                          "n_windows": records.window})
+    frame[records.task.prob_columns] = records.probs
+    threshold = card.get("threshold") if _positive_class(card) is not None else None
+    frame["predicted"] = np.asarray(records.task.classes, dtype=object)[records.decide(threshold)]
+    return frame
+
+
+def _window_rows(windows: Predictions, names: dict[str, str]) -> pd.DataFrame:
+    """One row per window: record, path, window, prob_<class>..."""
+    frame = pd.DataFrame({"record": [names[path] for path in windows.record], "path": windows.record,
+                          "window": windows.window})
+    frame[windows.task.prob_columns] = windows.probs
+    return frame
+
+
+def _positive_class(card: dict[str, Any]) -> str | None:
+    """The card's positive class of a binary task, or None."""
+    positive = card.get("positive_class")
+    return positive if len(card["classes"]) == 2 and positive in card["classes"] else None
 
 
 class _CsvStream:

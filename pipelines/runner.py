@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -22,8 +23,13 @@ from pipelines.artifacts import write_csv, write_json, write_text
 from pipelines.config import ExperimentConfig, ModelEntry, config_hash, config_to_yaml
 from pipelines.datasets import PreparedData, prepare_data
 from pipelines.errors import BiomedError
+from pipelines.metrics import evaluate_predictions, summarise
 from pipelines.modeling import get_model
+from pipelines.predictions import Predictions, Task, read_predictions
+from pipelines.report import write_report
+from pipelines.runtime import artefact_dir, get_strategy
 from pipelines.summary import format_summary
+from pipelines.training import fit_model
 
 log = logging.getLogger("biomed")
 
@@ -80,8 +86,6 @@ def run_experiment(config: ExperimentConfig, run_dir: Path) -> Path:
     In a multi-worker run every worker executes this; only the chief writes
     into ``run_dir`` (the others write to a scratch folder that is removed).
     """
-    from pipelines.runtime import artefact_dir, get_strategy
-
     get_strategy(config.runtime)  # a multi-worker strategy must exist before other TensorFlow work
     with artefact_dir(run_dir) as write_dir:
         start_run_dir(config, write_dir)
@@ -93,8 +97,6 @@ def run_experiment(config: ExperimentConfig, run_dir: Path) -> Path:
             log.info("no models in the config: data prepared, nothing to train")
             return run_dir
         train_all(config, data, write_dir)
-        from pipelines.report import write_report
-
         paths = write_report([write_dir])
         log.info(f"report: {paths['html']}")
     return run_dir
@@ -102,8 +104,6 @@ def run_experiment(config: ExperimentConfig, run_dir: Path) -> Path:
 
 def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> None:
     """Fit and evaluate every model × seed, appending to metrics.csv as each one finishes."""
-    from pipelines.metrics import summarise
-
     jobs = list(itertools.product(config.models, config.seeds))
     rows: list[dict] = []
     started, done_times = time.perf_counter(), []
@@ -112,8 +112,8 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> No
         tag = f"[{number}/{len(jobs)}] {entry.label} seed {seed}"
         if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
             log.info(f"{tag}: already trained (predictions.csv found), evaluated without retraining")
-            new_rows = evaluate_run_predictions(config, data, entry, seed, pd.read_csv(out / "predictions.csv",
-                                                                           dtype={"record": str}))
+            new_rows = evaluate_run_predictions(config, entry, seed,
+                                                read_predictions(out / "predictions.csv", task_of(config, data)))
         else:
             log.info(f"{tag}: training{_eta(started, done_times, len(jobs) - number + 1)}")
             job_start = time.perf_counter()
@@ -130,39 +130,37 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> No
 
 def run_one(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, seed: int, out: Path) -> list[dict]:
     """Train one model on one seed, write its artefacts and return its metric rows."""
-    from pipelines.training import fit_model
-
     spec = get_model(entry.type)
     out.mkdir(parents=True, exist_ok=True)
     result = fit_model(spec, entry, config, data.splits, seed, out)
-    predictions = prediction_frame(data, result.probs)
-    write_csv(out / "predictions.csv", predictions)
+    predictions = split_predictions(data, task_of(config, data), result.probs)
+    write_csv(out / "predictions.csv", predictions.to_frame())
     write_json(out / "info.json", {
         "model": entry.label, "type": entry.type, "seed": seed, "role": spec.role, "family": spec.family,
         "params": {**spec.defaults, **entry.params}, "train_seconds": round(result.seconds, 3),
         "epochs": result.epochs, "n_params": result.n_params})
-    return evaluate_run_predictions(config, data, entry, seed, predictions)
+    return evaluate_run_predictions(config, entry, seed, predictions)
 
 
-def prediction_frame(data: PreparedData, probs: dict) -> pd.DataFrame:
-    """One row per window of val and test: split, record, window, y_true, prob_<class>..."""
-    frames = []
-    for split, p in probs.items():
-        part = data.splits[split]
-        frame = pd.DataFrame({"split": split, "record": part.record, "window": part.window, "y_true": part.y})
-        for i, name in enumerate(part.classes):
-            frame[f"prob_{name}"] = p[:, i].astype("float64")  # float64 text round-trips exactly
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+def task_of(config: ExperimentConfig, data: PreparedData) -> Task:
+    """The task of a run: the data's classes and the configured positive class."""
+    return Task.of(data.samples.classes, config.data.task.positive)
 
 
-def evaluate_run_predictions(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, seed: int,
-                             predictions: pd.DataFrame) -> list[dict]:
+def split_predictions(data: PreparedData, task: Task, probs: dict[str, np.ndarray]) -> Predictions:
+    """The window predictions of the splits in ``probs`` (val, test), in that order."""
+    parts = [data.splits[split] for split in probs]
+    return Predictions(task, np.concatenate([np.full(len(p), name) for name, p in zip(probs, parts)]),
+                       np.concatenate([p.record for p in parts]), np.concatenate([p.window for p in parts]),
+                       np.concatenate([np.asarray(p, np.float64) for p in probs.values()]),
+                       np.concatenate([p.y for p in parts]))
+
+
+def evaluate_run_predictions(config: ExperimentConfig, entry: ModelEntry, seed: int,
+                             predictions: Predictions) -> list[dict]:
     """Metric rows (window and record level) of one model × seed from its predictions."""
-    from pipelines.metrics import evaluate_predictions
-
     role = get_model(entry.type).role
-    rows = evaluate_predictions(predictions, data.samples.classes, config.data.task.positive)
+    rows = evaluate_predictions(predictions)
     return [{"model": entry.label, "role": role, "seed": seed,
              **{k: v for k, v in row.items() if not isinstance(v, (list, dict))}} for row in rows]
 

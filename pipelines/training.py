@@ -18,6 +18,7 @@ from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.config import ExperimentConfig, ModelEntry
 from pipelines.modeling import ModelSpec, TrainingPhase
+from pipelines.predictions import Task
 from pipelines.samples import SampleSet
 
 
@@ -30,13 +31,6 @@ class FitResult:
     seconds: float
     n_params: int | None
     model: Any = field(default=None, repr=False)
-
-
-def positive_index(classes: list[str], positive: str | None) -> int | None:
-    """Index of the positive class of a binary task (default: the second class); None if multi-class."""
-    if len(classes) != 2:
-        return None
-    return classes.index(positive) if positive else 1
 
 
 def fit_model(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],
@@ -177,7 +171,7 @@ def compile_model(model: Any, config: ExperimentConfig, classes: list[str], lear
     """Compile with the configured optimiser, sparse cross-entropy, accuracy, ROC-AUC and PR-AUC."""
     from pipelines.keras_metrics import SparseAUC
 
-    positive = positive_index(classes, config.data.task.positive)
+    positive = Task.of(classes, config.data.task.positive).positive
     model.compile(optimizer=_optimizer(config.train.optimizer, learning_rate),
                   loss="sparse_categorical_crossentropy",
                   metrics=["accuracy", SparseAUC(len(classes), positive, name="auc"),

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines import training
+from pipelines import runner
 from pipelines.config import load_config
 from pipelines.errors import BiomedError
 from pipelines.runner import run_experiment, start_run_dir
@@ -55,7 +55,7 @@ def test_run_writes_every_artefact_and_resumes(tiny_config, tmp_path, monkeypatc
     info = json.loads((run / "models" / "cnn" / "seed_0" / "info.json").read_text())
     assert info["role"] == "deep" and info["epochs"] == 1 and info["params"]["filters"] == 4
 
-    monkeypatch.setattr(training, "fit_model", lambda *a, **k: pytest.fail("retrained a finished model"))
+    monkeypatch.setattr(runner, "fit_model", lambda *a, **k: pytest.fail("retrained a finished model"))
     before = (run / "metrics.csv").read_text()
     run_experiment(tiny_config, run)
     assert (run / "metrics.csv").read_text() == before
