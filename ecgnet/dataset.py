@@ -23,6 +23,7 @@ from ecgnet.sources import (Listing, RecordRef, cinc2017_labels_file, list_annot
                                    list_labelled_records, read_rhythm_intervals, read_signal)
 from pipelines.errors import DataError, RecordError
 from ecgnet.preprocess import clean_signal, make_windows, preprocess_record
+from ecgnet.synthetic import synthesize_records
 from pipelines.samples import SampleSet
 
 CINC_LABELS = ["N", "A", "O", "~"]
@@ -32,8 +33,6 @@ Progress = Callable[[int, int], None]
 
 def synthetic_folder(data: DataConfig) -> Path:
     """The folder of the built-in synthetic dataset, generated on first use."""
-    from ecgnet.synthetic import synthesize_records
-
     folder = Path(data.path) if data.path else (
         cache.cache_root(data.cache.dir) / "synthetic" / config_hash(data.synthetic))
     if not (folder / "REFERENCE.csv").is_file():

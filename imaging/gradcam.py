@@ -22,7 +22,7 @@ import pipelines.keras_metrics  # noqa: F401  (registers SparseAUC, named in sav
 from pipelines.config import ExperimentConfig
 from pipelines.datasets import prepare_data
 from pipelines.errors import BiomedError
-from pipelines.plots import file_slug
+from pipelines.plots import file_slug, plt, save_figure
 from pipelines.report import Block, Figure, Heading, Paragraph, Run
 from pipelines.samples import SampleSet
 from pipelines.schema import from_dict
@@ -67,10 +67,6 @@ def pick_examples(samples: SampleSet, per_class: int = 3) -> np.ndarray:
 def plot_gradcam(images: np.ndarray, maps: np.ndarray, titles: list[str], path: Path, title: str,
                  columns: int) -> Path:
     """Draw images with their heat maps overlaid in a grid and save a PNG atomically."""
-    import matplotlib.pyplot as plt
-
-    from pipelines.plots import save_figure
-
     rows = int(np.ceil(len(images) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows + 0.4), squeeze=False)
     for ax in axes.ravel():

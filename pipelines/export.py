@@ -34,8 +34,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.config import ExperimentConfig, load_config
+from pipelines.datasets import prepare_data
 from pipelines.errors import BiomedError
 from pipelines.model_card import SELECTION_NOTE, build_card, write_card
 
@@ -136,9 +138,7 @@ def load_keras_model(path: Path) -> Any:
     """
     import keras
 
-    from pipelines.plugins import load_plugins
-
-    load_plugins()  # the modality plugins register their custom layers
+    plugins.load_plugins()  # the modality plugins register their custom layers
     if not Path(path).is_file():
         raise BiomedError(f"model file {path} does not exist")
     try:
@@ -307,7 +307,6 @@ def convert_tflite_isolated(keras_file: Path, out_file: Path, quantize: str | No
 
 def representative_windows(run_dir: Path, n: int = REPRESENTATIVE_WINDOWS) -> np.ndarray:
     """Up to ``n`` model-ready training inputs of a run (evenly spaced, deterministic)."""
-    from pipelines.datasets import prepare_data
     from pipelines.tfdata import model_inputs
 
     train = prepare_data(load_config(run_dir / "config.yaml")).splits["train"]

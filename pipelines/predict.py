@@ -27,6 +27,7 @@ import pandas as pd
 from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.errors import BiomedError, RecordError
+from pipelines.export import load_keras_model
 from pipelines.model_card import CARD_NAME, read_card
 from pipelines.predictions import Predictions, Task
 
@@ -47,8 +48,6 @@ class KerasPredictor:
     """A ``.keras`` model, loaded in safe mode; ``jit_compile`` runs inference through XLA."""
 
     def __init__(self, path: Path, jit_compile: bool = False) -> None:
-        from pipelines.export import load_keras_model
-
         self.model = load_keras_model(path)
         if jit_compile:
             self.model.compile(jit_compile=True)

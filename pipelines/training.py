@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import joblib
 import numpy as np
 
 from pipelines import plugins
@@ -19,6 +20,7 @@ from pipelines.artifacts import atomic_path
 from pipelines.config import ExperimentConfig, ModelEntry
 from pipelines.modeling import ModelSpec, TrainingPhase
 from pipelines.predictions import Task
+from pipelines.runtime import artefact_dir, get_strategy, global_batch_size, set_precision, sync_moving_statistics
 from pipelines.samples import SampleSet
 
 
@@ -49,8 +51,6 @@ def input_shape_of(samples: SampleSet) -> tuple[int, ...]:
 
 def _fit_sklearn(spec: ModelSpec, entry: ModelEntry, splits: dict[str, SampleSet], seed: int,
                  out_dir: Path) -> FitResult:
-    import joblib
-
     train = splits["train"]
     start = time.perf_counter()
     model = spec.build(input_shape_of(train), len(train.classes), fs=train.fs, seed=seed, **entry.params)
@@ -73,7 +73,6 @@ def _full_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
 def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],
                seed: int, out_dir: Path) -> FitResult:
     """Fit under the configured strategy; in multi-worker runs only the chief writes into ``out_dir``."""
-    from pipelines.runtime import artefact_dir, get_strategy, global_batch_size
     from pipelines.tfdata import make_dataset
 
     strategy = get_strategy(config.runtime)
@@ -97,8 +96,6 @@ def build_keras(spec: ModelSpec, params: dict[str, Any], train: SampleSet, seed:
                 config: ExperimentConfig) -> Any:
     """Seed Keras, set the configured precision and build the model under ``strategy``."""
     import keras
-
-    from pipelines.runtime import set_precision
 
     keras.utils.set_random_seed(seed)
     set_precision(config.runtime)
@@ -135,7 +132,6 @@ def fit_keras(model: Any, phases: list[TrainingPhase], config: ExperimentConfig,
     Returns:
         The last phase's History (None if no phase ran) and the number of epochs run.
     """
-    from pipelines.runtime import sync_moving_statistics
     from pipelines.tfdata import class_weights, make_dataset
 
     train, val = splits["train"], splits["val"]
