@@ -37,13 +37,13 @@ ENTRY_POINT_GROUP = "biomed.plugins"
 T = TypeVar("T")
 
 #: ``loader(data_config, progress) -> (samples, official split or None)``.
-SourceLoader = Callable[..., tuple[Any, "dict[str, np.ndarray] | None"]]
+SourceLoader = Callable[..., tuple[Any, dict[str, np.ndarray] | None]]
 #: ``factory(loader_config, fs) -> augment(x, seed) or None``.
-AugmenterFactory = Callable[[Any, "float | None"], "Callable[[Any, Any], Any] | None"]
+AugmenterFactory = Callable[[Any, float | None], Callable[[Any, Any], Any] | None]
 #: ``section(runs, figure_dir) -> report blocks`` (no blocks: the section is left out).
 ReportSection = Callable[[list, Path], list]
 #: ``summarise(folder, labels) -> data summary``, or None when the folder is not of this modality.
-FolderSummary = Callable[[Path, "str | None"], "dict[str, Any] | None"]
+FolderSummary = Callable[[Path, str | None], dict[str, Any] | None]
 #: ``add(data_subparsers)``: adds one ``biomed data`` subcommand (its ``func`` default runs it).
 DataCommand = Callable[[argparse._SubParsersAction], None]
 
