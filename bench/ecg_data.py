@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import wfdb  # noqa: E402
 
 from pipelines.config import DataConfig, PreprocessConfig, TaskConfig  # noqa: E402
-from pipelines.ecg_dataset import load_ecg_samples  # noqa: E402
+from ecgnet.dataset import load_ecg_samples  # noqa: E402
 
 
 def plain_wfdb_loop(folder: Path) -> tuple[float, int]:

@@ -123,7 +123,7 @@ def collect(run_dir: Path, config: ExperimentConfig) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = bench_config(args)
-    run_dir = run_experiment(config, args.out / "run", echo=print)
+    run_dir = run_experiment(config, args.out / "run")
     results = collect(run_dir, config)
     table = (results.groupby(["backbone", "strategy"], sort=False)
              [["roc_auc", "accuracy", "train_images_per_s", "inference_images_per_s"]].mean().round(4))

@@ -22,7 +22,7 @@ import numpy as np
 
 from bench.train_throughput import (common_args, keras_ecg_models, print_table, save_results,
                                     training_rate)
-from pipelines.augment import ecg_augmenter
+from ecgnet.augment import ecg_augmenter
 from pipelines.config import AugmentConfig, RuntimeConfig
 from pipelines.samples import SampleSet
 from pipelines.tfdata import make_dataset
@@ -40,7 +40,7 @@ def random_windows(n: int, window_samples: int, fs: float, seed: int = 0) -> Sam
 def cinc2017_windows(folder: Path, fs: float, window_s: float) -> SampleSet:
     """Preprocessed CinC 2017 windows (read through the suite's own loader and cache)."""
     from pipelines.config import DataConfig, PreprocessConfig, TaskConfig
-    from pipelines.ecg_dataset import load_ecg_samples
+    from ecgnet.dataset import load_ecg_samples
 
     folder = folder.resolve()
     return load_ecg_samples(DataConfig(source="cinc2017", path=str(folder),

@@ -39,7 +39,7 @@ import wfdb
 from wfdb import processing
 
 from ecgnet.rpeaks import METHODS, detect_r_peaks
-from pipelines.preprocess import resample
+from ecgnet.preprocess import resample
 
 Detector = Callable[[np.ndarray, float], np.ndarray]
 

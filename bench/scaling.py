@@ -30,7 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipelines.config import (ExperimentConfig, LoaderConfig, ModelEntry,  # noqa: E402
                               RuntimeConfig, TrainConfig)
-from pipelines.runtime import get_strategy, is_chief, run_local_workers  # noqa: E402
+from pipelines.runtime import get_strategy, is_chief  # noqa: E402
+from tests.workers import run_local_workers  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -17,20 +17,18 @@ import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pipelines.artifacts import write_csv
-from pipelines.metrics import LEVELS, binary_scores, level_frame
+from pipelines.metrics import LEVELS, level_predictions
+from pipelines.predictions import Predictions
 from pipelines.report import load_run
 
 
-def val_scores(run_dir: Path, model: str, seed: int, classes: list[str], positive: str | None) -> list[dict]:
-    """Validation ROC-AUC and PR-AUC per level from a model's ``predictions.csv``."""
-    predictions = pd.read_csv(run_dir / "models" / model / f"seed_{seed}" / "predictions.csv",
-                              dtype={"record": str})
+def val_scores(predictions: Predictions) -> list[dict]:
+    """Validation ROC-AUC and PR-AUC per level of a model's predictions."""
     rows = []
     for level in LEVELS:
-        frame = level_frame(predictions, level)
-        y, score = binary_scores(frame[frame["split"] == "val"], classes, positive)
-        rows.append({"level": level, "val_roc_auc": roc_auc_score(y, score),
-                     "val_pr_auc": average_precision_score(y, score)})
+        val = level_predictions(predictions, level).subset("val")
+        rows.append({"level": level, "val_roc_auc": roc_auc_score(val.is_positive, val.scores),
+                     "val_pr_auc": average_precision_score(val.is_positive, val.scores)})
     return rows
 
 
@@ -40,7 +38,7 @@ def run_table(run_dir: Path) -> pd.DataFrame:
     rows = []
     for model in run.metrics["model"].unique():
         for seed in run.seeds(model):
-            for row in val_scores(run.path, model, seed, run.classes, run.positive):
+            for row in val_scores(run.predictions(model, seed)):
                 rows.append({"run": run.path.name, "model": model, "seed": seed, **row})
     return pd.DataFrame(rows)
 

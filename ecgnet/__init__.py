@@ -1,1 +1,4 @@
-"""ECG models, ECG knowledge (R peaks, rhythm, frequency bands) and expert features."""
+"""The ECG plugin: ECG data (sources, preprocessing, datasets, augmentation), models, knowledge and expert features.
+
+:mod:`ecgnet.plugin` registers it with the engine (see :mod:`pipelines.plugins`).
+"""

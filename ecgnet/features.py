@@ -14,8 +14,8 @@ from joblib import Parallel, delayed, effective_n_jobs
 from scipy import signal as sps
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from ecgnet.preprocess import bandpass
 from ecgnet.rpeaks import DEFAULT_METHOD, METHODS, detect_r_peaks, is_flat
-from pipelines.preprocess import bandpass
 
 RHYTHM_FEATURES = (
     "heart_rate", "rr_mean", "rr_sd", "rr_rmssd", "rr_pnn50", "rr_cv", "rr_min", "rr_max",

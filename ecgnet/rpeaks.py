@@ -30,7 +30,7 @@ from scipy import ndimage
 from scipy import signal as sps
 from wfdb import processing as wfdb_processing
 
-from pipelines.preprocess import bandpass
+from ecgnet.preprocess import bandpass
 
 DEFAULT_METHOD = "pantompkins"
 REFRACTORY_S = 0.2

@@ -16,7 +16,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from pipelines.config import ImageAugmentConfig
+from pipelines.config import ImageAugmentConfig, LoaderConfig
 from pipelines.errors import ConfigError
 
 Augmenter = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
@@ -81,3 +81,8 @@ def image_augmenter(cfg: ImageAugmentConfig) -> Augmenter:
         return tf.clip_by_value(image, 0.0, 255.0)
 
     return augment
+
+
+def training_augmenter(loader: LoaderConfig, fs: float | None = None) -> Augmenter | None:
+    """The configured image training augmentation, or None when ``loader.image_augment`` is off."""
+    return image_augmenter(loader.image_augment) if loader.image_augment.enabled else None

@@ -21,8 +21,7 @@ from typing import Callable
 
 import keras
 
-from pipelines.errors import BiomedError, ConfigError
-from pipelines.modeling import suggest
+from pipelines.errors import BiomedError, ConfigError, suggest
 
 MIN_SIZE = 32
 PREPROCESS_MODULES = ("mobilenet", "mobilenet_v2", "resnet50", "densenet")
@@ -91,10 +90,15 @@ def get_backbone(name: str) -> Backbone:
 
 
 def keras_cache_dir() -> Path:
-    """The folder Keras looks in for downloaded weights: ``$KERAS_HOME/models`` (default ``~/.keras/models``)."""
-    from keras.src.backend.config import keras_home  # the same lookup keras.utils.get_file uses
+    """The folder Keras looks in for downloaded weights: ``$KERAS_HOME/models`` (default ``~/.keras/models``).
 
-    return Path(keras_home()) / "models"
+    The same rule as Keras' own (``keras.utils.get_file``): ``$KERAS_HOME``,
+    else ``~/.keras``, else ``/tmp/.keras`` when the home folder is not writable.
+    """
+    if "KERAS_HOME" in os.environ:
+        return Path(os.environ["KERAS_HOME"]) / "models"
+    home = Path.home() if os.access(Path.home(), os.W_OK) else Path("/tmp")
+    return home / ".keras" / "models"
 
 
 def is_pretrained(weights: str | None) -> bool:

@@ -21,8 +21,8 @@ from typing import Any
 import keras
 
 from imaging.backbones import is_pretrained
-from pipelines.errors import ConfigError
-from pipelines.modeling import TrainingPhase, suggest
+from pipelines.errors import ConfigError, suggest
+from pipelines.modeling import TrainingPhase
 
 STRATEGIES = ("head", "partial", "full")
 

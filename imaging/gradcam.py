@@ -18,9 +18,14 @@ import tensorflow as tf
 import yaml
 
 import imaging.backbones  # noqa: F401  (registers the custom layers saved models use)
-from pipelines.plots import file_slug
+import pipelines.keras_metrics  # noqa: F401  (registers SparseAUC, named in saved compile configs)
+from pipelines.config import ExperimentConfig
+from pipelines.datasets import prepare_data
 from pipelines.errors import BiomedError
+from pipelines.plots import file_slug, plt, save_figure
+from pipelines.report import Block, Figure, Heading, Paragraph, Run
 from pipelines.samples import SampleSet
+from pipelines.schema import from_dict
 
 POOL_LAYER = "pool"
 
@@ -62,10 +67,6 @@ def pick_examples(samples: SampleSet, per_class: int = 3) -> np.ndarray:
 def plot_gradcam(images: np.ndarray, maps: np.ndarray, titles: list[str], path: Path, title: str,
                  columns: int) -> Path:
     """Draw images with their heat maps overlaid in a grid and save a PNG atomically."""
-    import matplotlib.pyplot as plt
-
-    from pipelines.plots import save_figure
-
     rows = int(np.ceil(len(images) / columns))
     fig, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows + 0.4), squeeze=False)
     for ax in axes.ravel():
@@ -120,6 +121,16 @@ def gradcam_figures(run_dir: Path, figure_dir: Path, display: dict[str, str] | N
     return figures
 
 
+def gradcam_section(runs: list[Run], figure_dir: Path) -> list[Block]:
+    """The report's Grad-CAM section: heat maps of the Keras models of image runs (none for ECG runs)."""
+    image_runs = [r for r in runs if r.data_summary.get("modality") == "image"]
+    if not image_runs:
+        return []
+    figures = [Figure(path, caption) for run in image_runs
+               for path, caption in gradcam_figures(run.path, figure_dir, run.display)]
+    return [Heading("Grad-CAM"), *(figures or [Paragraph("No saved Keras image models to explain.")])]
+
+
 def _saved_models(run_dir: Path) -> dict[str, tuple[int, Path]]:
     """Model folder name -> (lowest seed, its model.keras) for every saved Keras model."""
     found: dict[str, tuple[int, Path]] = {}
@@ -132,10 +143,6 @@ def _saved_models(run_dir: Path) -> dict[str, tuple[int, Path]]:
 
 def _test_split(run_dir: Path) -> SampleSet | None:
     """The run's test split, reloaded from its config (None for ECG runs)."""
-    from pipelines.config import ExperimentConfig
-    from pipelines.datasets import prepare_data
-    from pipelines.schema import from_dict
-
     config = from_dict(ExperimentConfig, yaml.safe_load((run_dir / "config.yaml").read_text()))
     if config.data.modality != "image":
         return None

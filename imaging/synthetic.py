@@ -12,8 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from pipelines.errors import ConfigError
-from pipelines.modeling import suggest
+from pipelines.errors import ConfigError, suggest
 
 Pattern = Callable[[np.ndarray, np.ndarray, float, float], np.ndarray]
 """(dy, dx, radius, angle) -> mask in [0, 1]; dy/dx are pixel offsets from the pattern centre."""

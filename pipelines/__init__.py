@@ -1,3 +1,7 @@
-"""biomed pipelines: data loading, tf.data, runs, tuning, export, reports and the CLI."""
+"""biomed's engine: configs, plugins, tf.data, runs, tuning, metrics, reports, export, predict and the CLI.
+
+Modalities (``ecgnet``, ``imaging``) plug in through :mod:`pipelines.plugins`; the engine
+never imports them at module level.
+"""
 
 __version__ = "0.1.0"

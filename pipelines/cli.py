@@ -7,96 +7,71 @@ User errors (bad config, missing data) print one line on stderr and exit 2;
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
 
-from pipelines import __version__
+from pipelines import __version__, plugins
+from pipelines.config import load_config
+from pipelines.datasets import prepare_data
 from pipelines.errors import BiomedError
+from pipelines.export import export_command
+from pipelines.modeling import get_model, model_names
+from pipelines.predict import predict_command
+from pipelines.report import write_report
+from pipelines.runner import default_run_dir, run_experiment
+from pipelines.summary import format_summary
 
 EXIT_USER_ERROR, EXIT_INTERNAL = 2, 1
+log = logging.getLogger("biomed")
 
 
 def _cmd_run(args: argparse.Namespace) -> None:
-    from pipelines.config import load_config
-    from pipelines.runner import default_run_dir, run_experiment
-
     config = load_config(args.config, args.set)
     if args.data_only:
         config.models = []
     run_experiment(config, Path(args.out) if args.out else default_run_dir(config))
 
 
-def _cmd_synth(args: argparse.Namespace) -> None:
-    from ecgnet.synthetic import synthesize_records
-
-    table = synthesize_records(args.out_dir, n_records=args.n_records, fs=args.fs,
-                               duration_s=(args.min_seconds, args.max_seconds), seed=args.seed)
-    counts = table["label"].value_counts().to_dict()
-    print(f"wrote {len(table)} WFDB records to {args.out_dir} (REFERENCE.csv): {counts}")
-
-
 def _cmd_summary(args: argparse.Namespace) -> None:
-    from pipelines.config import DataConfig, TaskConfig, load_config
-    from pipelines.datasets import prepare_data
-    from pipelines.summary import format_summary
-
     target = Path(args.target)
     if target.is_dir():
-        from pipelines.ecg_dataset import CINC_LABELS, load_ecg_samples
-        from pipelines.summary import data_summary
-
-        has_labels = any((target / n).is_file() for n in ("REFERENCE-v3.csv", "REFERENCE.csv"))
-        source = "cinc2017" if has_labels or args.labels else "annotated"
-        data = DataConfig(source="wfdb" if args.labels else source, path=str(target), labels=args.labels,
-                          task=TaskConfig(classes=CINC_LABELS) if source != "annotated" else TaskConfig(
-                              classes=["N", "A", "O"]))
-        samples = load_ecg_samples(data)
-        print(format_summary(data_summary(target.name, "ecg", samples, {"all": samples})))
+        summary = next((found for _, summarise in plugins.FOLDER_SUMMARIES.items()
+                        if (found := summarise(target, args.labels)) is not None), None)
+        if summary is None:
+            raise BiomedError(f"{target}: no plugin reads this folder (e.g. WFDB records need .hea files)")
+        log.info(format_summary(summary))
         return
     config = load_config(target, args.set)
     data = prepare_data(config)
-    print(format_summary(data.summary(config.name, config.data.task.positive)))
-
-
-def _cmd_download(args: argparse.Namespace) -> None:
-    from pipelines.ecg_sources import download_physionet
-
-    print(f"downloaded {args.database} into {download_physionet(args.database, args.out_dir)}")
+    log.info(format_summary(data.summary(config.name, config.data.task.positive)))
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from pipelines.report import write_report
-
     paths = write_report([Path(p) for p in args.run_dirs], Path(args.out) if args.out else None)
-    print(f"wrote {paths['md']} and {paths['html']}")
+    log.info(f"wrote {paths['md']} and {paths['html']}")
 
 
 def _cmd_tune(args: argparse.Namespace) -> None:
-    from pipelines.tuning import tune_command
+    from pipelines.tuning import tune_command  # imports Keras: deferred until needed
 
     tune_command(args)
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from pipelines.export import export_command
-
     export_command(args)
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from pipelines.predict import predict_command
-
     predict_command(args)
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
-    from pipelines.modeling import get_model, model_names
-
     for name in model_names(args.modality):
         spec = get_model(name)
         params = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items())
-        print(f"{name:<14} {spec.modality:<6} {spec.role:<9} {params}")
+        log.info(f"{name:<14} {spec.modality:<6} {spec.role:<9} {params}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,16 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="data tools: synthetic ECG, summaries, PhysioNet download")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
-    synth = data_sub.add_parser("synth-ecg", help="write a synthetic ECG dataset (WFDB, CinC 2017 layout)",
-                                description="Write synthetic single-lead ECG records (N, A, O, ~) as WFDB "
-                                            "files with a REFERENCE.csv, readable like CinC 2017 data.")
-    synth.add_argument("out_dir")
-    synth.add_argument("--n-records", type=int, default=200)
-    synth.add_argument("--fs", type=float, default=300.0, help="sampling rate in Hz")
-    synth.add_argument("--min-seconds", type=float, default=10.0)
-    synth.add_argument("--max-seconds", type=float, default=30.0)
-    synth.add_argument("--seed", type=int, default=0)
-    synth.set_defaults(func=_cmd_synth)
     summary = data_sub.add_parser("summary", help="summarise a data folder or the data of a config",
                                   description="Decode and preprocess the records and print counts per "
                                               "class (and split, for a config) and skipped records.")
@@ -137,12 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--labels", help="labels CSV (record,label[,patient]) for a generic WFDB folder")
     summary.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     summary.set_defaults(func=_cmd_summary)
-    download = data_sub.add_parser("download", help="download a PhysioNet database with wfdb",
-                                   description="Download a PhysioNet database (e.g. mitdb, "
-                                               "challenge-2017/1.0.0/training) into OUT_DIR.")
-    download.add_argument("database")
-    download.add_argument("out_dir")
-    download.set_defaults(func=_cmd_download)
+    for _, add_command in plugins.DATA_COMMANDS.items():
+        add_command(data_sub)
 
     report = sub.add_parser("report", help="write report.md/report.html for run folders",
                             description="Write the comparison report (tables, curves, statistics) of "
@@ -200,9 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``biomed`` console script; returns the exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Entry point of the ``biomed`` console script; returns the exit code.
+
+    Progress and results go to stdout through the ``biomed`` logger; errors are
+    one line on stderr.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the plugins import TensorFlow
     args = build_parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     try:
         args.func(args)
     except BiomedError as err:
@@ -219,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"biomed: internal error: {type(err).__name__}: {err} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL
+    finally:
+        log.removeHandler(handler)
     return 0
 
 

@@ -13,14 +13,15 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, suggest
 from pipelines.image_limits import DEFAULT_MAX_PIXELS
-from pipelines.modeling import check_hyperparameters, get_model, suggest
+from pipelines.modeling import check_hyperparameters, get_model
 from pipelines.schema import from_dict, to_dict
 
 #: Whether DataConfig.validate checks that its files exist (set by load_config).
@@ -279,6 +280,30 @@ class TrainConfig:
                               f"(use `biomed run --data-only` to train nothing)")
         if not self.learning_rate > 0:
             raise ConfigError(f"{where}.learning_rate: expected a positive number, got {self.learning_rate}")
+        metric_direction(self.monitor, f"{where}.monitor")
+
+    @property
+    def monitor_direction(self) -> str:
+        """'min' or 'max': the direction in which ``monitor`` improves."""
+        return metric_direction(self.monitor)
+
+
+#: The metrics Keras training logs (``val_`` prefixed on validation) and the direction each improves in.
+LOGGED_METRICS = {"loss": "min", "accuracy": "max", "auc": "max", "pr_auc": "max"}
+
+
+def metric_direction(name: str, where: str = "train.monitor") -> str:
+    """'min' or 'max': the direction in which the logged metric ``name`` (e.g. ``val_auc``) improves.
+
+    Raises:
+        ConfigError: ``name`` is not a metric that training logs.
+    """
+    direction = LOGGED_METRICS.get(name.removeprefix("val_"))
+    if direction is None:
+        valid = [f"{p}{m}" for p in ("", "val_") for m in LOGGED_METRICS]
+        raise ConfigError(f"{where}: {name!r} is not a logged metric{suggest(name, valid)}; "
+                          f"valid: {', '.join(valid)}")
+    return direction
 
 
 @dataclass
@@ -326,6 +351,12 @@ class TuningConfig:
     hyperband_factor: int = 3
     seed: int = 0
     search_space: dict[str, HyperparameterSpec] = field(default_factory=dict)
+
+    def validate(self, where: str) -> None:
+        expected = metric_direction(self.objective, f"{where}.objective")
+        if self.direction != expected:
+            raise ConfigError(f"{where}.direction: {self.objective!r} improves towards {expected!r}, "
+                              f"got {self.direction!r}")
 
 
 TRAINING_HYPERPARAMETERS = ("learning_rate", "batch_size")
@@ -402,7 +433,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
     """Load, override and validate an experiment YAML file.
 
     Args:
-        path: the YAML file.
+        path: the YAML file, or the bare name of a shipped config (e.g. ``quickstart``).
         overrides: ``key.sub=value`` strings; values are parsed as YAML scalars/lists.
         check_data: Check that the data folder and labels file exist. ``False`` reads the
             config of a finished run on a machine without its data (export, model cards).
@@ -410,9 +441,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
     Returns:
         The validated ExperimentConfig, with every path made absolute.
     """
-    path = Path(path)
+    path = find_config(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
+        raise ConfigError(f"config file {path} does not exist{suggest(path.name, shipped_configs())}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
@@ -432,6 +463,26 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
         raise ConfigError(f"{path}: {err}") from None
     finally:
         _CHECK_DATA_FILES.reset(token)
+
+
+def shipped_configs() -> list[str]:
+    """Names of the example configs shipped with biomed (the ``configs`` package)."""
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def find_config(path: str | os.PathLike) -> Path:
+    """The config file ``path``; a bare name that is no file (``quickstart``) is a shipped config.
+
+    Example:
+        >>> find_config("quickstart").name
+        'quickstart.yaml'
+    """
+    path = Path(path)
+    if path.is_file() or path.suffix or len(path.parts) != 1:
+        return path
+    shipped = resources.files("configs") / f"{path.name}.yaml"
+    return Path(str(shipped)) if shipped.is_file() else path
 
 
 def apply_override(raw: dict, item: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pipelines import plugins
 from pipelines.config import DataConfig, ExperimentConfig
 from pipelines.samples import SampleSet
 from pipelines.splits import assign_splits, membership_table, split_samples
@@ -33,19 +34,14 @@ class PreparedData:
 
 def load_samples(data: DataConfig, progress: Callable[[int, int], None] | None = None
                  ) -> tuple[SampleSet, dict[str, np.ndarray] | None]:
-    """Load the configured source: (samples, the dataset's official split or None).
+    """Load the configured source with the loader its plugin registered under ``data.source``.
 
-    ECG sources give windows and no official split; image sources may carry
-    one (e.g. MedMNIST's train/val/test arrays), used when
-    ``data.image.official_split`` is true.
+    Returns:
+        ``(samples, official split or None)``: ECG sources give windows and no
+        official split; image sources may carry one (e.g. MedMNIST's
+        train/val/test arrays), used when ``data.image.official_split`` is true.
     """
-    if data.modality == "image":
-        from pipelines.image_data import load_image_samples
-
-        return load_image_samples(data, progress=progress)
-    from pipelines.ecg_dataset import load_ecg_samples
-
-    return load_ecg_samples(data, progress=progress), None
+    return plugins.SOURCES.get(data.source)(data, progress)
 
 
 def prepare_data(config: ExperimentConfig, progress: Callable[[int, int], None] | None = None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import multiprocessing
 import shutil
@@ -33,10 +34,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.config import ExperimentConfig, load_config
+from pipelines.datasets import prepare_data
 from pipelines.errors import BiomedError
 from pipelines.model_card import SELECTION_NOTE, build_card, write_card
+
+log = logging.getLogger("biomed")
 
 FORMATS = ("keras", "savedmodel", "tflite")
 QUANTIZATIONS = ("dynamic", "float16", "int8")
@@ -133,9 +138,7 @@ def load_keras_model(path: Path) -> Any:
     """
     import keras
 
-    from pipelines.modeling import model_names
-
-    model_names()  # imports ecgnet.models / imaging.models, which register the custom layers
+    plugins.load_plugins()  # the modality plugins register their custom layers
     if not Path(path).is_file():
         raise BiomedError(f"model file {path} does not exist")
     try:
@@ -304,7 +307,6 @@ def convert_tflite_isolated(keras_file: Path, out_file: Path, quantize: str | No
 
 def representative_windows(run_dir: Path, n: int = REPRESENTATIVE_WINDOWS) -> np.ndarray:
     """Up to ``n`` model-ready training inputs of a run (evenly spaced, deterministic)."""
-    from pipelines.datasets import prepare_data
     from pipelines.tfdata import model_inputs
 
     train = prepare_data(load_config(run_dir / "config.yaml")).splits["train"]
@@ -389,7 +391,7 @@ def export_command(args: argparse.Namespace) -> None:
     source = resolve_source(Path(args.source), args.model, args.seed)
     card = export_model(source, args.format, Path(args.out), args.quantize)
     what = f"{source.model} seed {source.seed}" if source.model else str(source.keras_file)
-    print(f"exported {what} as {args.format}{f' ({args.quantize})' if args.quantize else ''} "
-          f"into {args.out} (card: {card})")
+    log.info(f"exported {what} as {args.format}{f' ({args.quantize})' if args.quantize else ''} "
+             f"into {args.out} (card: {card})")
     if source.selection == SELECTION_NOTE:
-        print(f"note: chosen as the {SELECTION_NOTE}")
+        log.info(f"note: chosen as the {SELECTION_NOTE}")

@@ -14,6 +14,8 @@ import pandas as pd
 from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score,
                              precision_recall_curve, roc_auc_score)
 
+from pipelines.predictions import Predictions
+
 LEVELS = ("window", "record")
 CINC_CLASSES = ("N", "A", "O")
 CURVE_METRICS: dict[str, Callable[..., float]] = {"roc_auc": roc_auc_score,
@@ -96,72 +98,40 @@ def multiclass_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]
     return result
 
 
-def aggregate_by_record(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean window probabilities per (split, record): one row per record with its y_true."""
-    prob_columns = [c for c in frame.columns if c.startswith("prob_")]
-    grouped = frame.groupby(["split", "record"], sort=False)
-    records = grouped[prob_columns].mean()
-    records.insert(0, "y_true", grouped["y_true"].first())
-    return records.reset_index()
-
-
-def positive_index(classes: list[str], positive: str | None) -> int:
-    """Index of the positive class of a binary task (``classes.index(positive)``, else 1)."""
-    return classes.index(positive) if positive is not None else 1
-
-
-def level_frame(predictions: pd.DataFrame, level: str) -> pd.DataFrame:
+def level_predictions(predictions: Predictions, level: str) -> Predictions:
     """The predictions at ``level``: the window rows, or their per-record means."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-    return predictions if level == "window" else aggregate_by_record(predictions)
+    return predictions if level == "window" else predictions.by_record()
 
 
-def binary_scores(frame: pd.DataFrame, classes: list[str], positive: str | None
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """0/1 labels and positive-class scores of ``frame`` (a predictions or record frame)."""
-    index = positive_index(classes, positive)
-    return (frame["y_true"].to_numpy() == index).astype(int), frame[f"prob_{classes[index]}"].to_numpy()
+def validation_threshold(predictions: Predictions) -> float:
+    """The F1-optimal threshold on the validation rows of binary ``predictions`` (0.5 when there are none)."""
+    val = predictions.subset("val")
+    return choose_threshold(val.is_positive, val.scores) if len(val) else 0.5
 
 
-def predicted_labels(predictions: pd.DataFrame, classes: list[str], positive: str | None,
-                level: str = "record") -> tuple[np.ndarray, np.ndarray]:
-    """True and predicted class indices of the test rows at ``level``.
-
-    Binary tasks threshold the positive score at the validation-chosen threshold;
-    multi-class tasks take the argmax.
-    """
-    frame = level_frame(predictions, level)
-    test = frame[frame["split"] == "test"]
-    if len(classes) != 2:
-        return test["y_true"].to_numpy(), _probs(test, classes).argmax(axis=1)
-    index = positive_index(classes, positive)
-    _, score = binary_scores(test, classes, positive)
-    predicted = np.where(score >= _val_threshold(frame, classes, positive), index, 1 - index)
-    return test["y_true"].to_numpy(), predicted
-
-
-def evaluate_predictions(predictions: pd.DataFrame, classes: list[str], positive: str | None
-                         ) -> list[dict[str, Any]]:
+def evaluate_predictions(predictions: Predictions) -> list[dict[str, Any]]:
     """Test-set metrics of one model × seed, one flat dict per level ("window", "record").
 
+    Binary tasks choose the decision threshold here, once per level, on the
+    validation rows; it is stored in the row (``threshold``) for the report
+    and the model card to read back.
+
     Args:
-        predictions: rows of ``predictions.csv`` (split, record, window, y_true, prob_<class>...).
-        classes: class names in index order.
-        positive: positive class of a binary task (None: index 1).
+        predictions: the window predictions of the val and test splits.
 
     Returns:
         ``[{"level": "window", ...}, {"level": "record", ...}]`` with scalar metrics only.
     """
     rows = []
     for level in LEVELS:
-        frame = level_frame(predictions, level)
-        test = frame[frame["split"] == "test"]
-        if len(classes) == 2:
-            threshold = _val_threshold(frame, classes, positive)
-            metrics = binary_metrics(*binary_scores(test, classes, positive), threshold)
+        rows_at_level = level_predictions(predictions, level)
+        test = rows_at_level.subset("test")
+        if predictions.task.binary:
+            metrics = binary_metrics(test.is_positive, test.scores, validation_threshold(rows_at_level))
         else:
-            metrics = multiclass_metrics(test["y_true"].to_numpy(), _probs(test, classes), classes)
+            metrics = multiclass_metrics(test.y_true, test.probs, list(predictions.task.classes))
         rows.append({"level": level, **{k: v for k, v in metrics.items() if np.ndim(v) == 0}})
     return rows
 
@@ -258,17 +228,6 @@ def _resample_counts(rng: np.random.Generator, n: int, n_boot: int, chunk: int =
     """Yield bootstrap resamples of ``n`` rows as count arrays, ``chunk`` resamples at a time."""
     for start in range(0, n_boot, chunk):
         yield rng.multinomial(n, np.full(n, 1.0 / n), size=min(chunk, n_boot - start))
-
-
-def _val_threshold(frame: pd.DataFrame, classes: list[str], positive: str | None) -> float:
-    """F1-optimal threshold on the validation rows of ``frame`` (0.5 when there are none)."""
-    val = frame[frame["split"] == "val"]
-    return choose_threshold(*binary_scores(val, classes, positive)) if len(val) else 0.5
-
-
-def _probs(frame: pd.DataFrame, classes: list[str]) -> np.ndarray:
-    """The (rows, classes) probability matrix of ``frame``."""
-    return frame[[f"prob_{c}" for c in classes]].to_numpy(dtype=float)
 
 
 def _ratio(numerator: float, denominator: float) -> float:

@@ -15,12 +15,12 @@ with ``fit(X, y)`` / ``predict_proba(X)`` taking the same windows as arrays.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, suggest
+from pipelines.plugins import load_plugins
 
 FAMILIES = ("keras", "sklearn")
 _RESERVED = ("input_shape", "n_classes", "fs", "seed")
@@ -78,7 +78,6 @@ class ModelSpec:
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
-_BUILTINS_LOADED = False
 
 
 def register_model(name: str, *, family: str, modality: str, role: str = "deep",
@@ -107,23 +106,9 @@ def register_model(name: str, *, family: str, modality: str, role: str = "deep",
     return decorate
 
 
-def _load_builtin_models() -> None:
-    """Import (once) the packages whose modules register the built-in models."""
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    import ecgnet.models  # noqa: F401  (registers ECG models and baselines)
-    import pipelines.keras_metrics  # noqa: F401  (saved models' compile config names SparseAUC)
-    try:
-        import imaging.models  # noqa: F401
-    except ImportError:  # imaging models are optional until that package provides them
-        pass
-
-
 def get_model(name: str) -> ModelSpec:
     """Return the registered model ``name`` or raise ConfigError naming the closest match."""
-    _load_builtin_models()
+    load_plugins()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}{suggest(name, _REGISTRY)}; "
                           f"registered models: {', '.join(sorted(_REGISTRY))}")
@@ -132,7 +117,7 @@ def get_model(name: str) -> ModelSpec:
 
 def model_names(modality: str | None = None) -> list[str]:
     """Names of registered models, optionally only those of one modality ('ecg' or 'image')."""
-    _load_builtin_models()
+    load_plugins()
     return sorted(n for n, s in _REGISTRY.items() if modality in (None, s.modality))
 
 
@@ -144,12 +129,6 @@ def check_hyperparameters(model: str, hyperparameters: dict[str, Any]) -> None:
             raise ConfigError(f"model {model!r} has no hyperparameter {key!r}"
                               f"{suggest(key, spec.defaults)}; valid: "
                               f"{', '.join(spec.hyperparameter_names)}")
-
-
-def suggest(word: str, choices: Any) -> str:
-    """Return ' (did you mean X?)' for the closest of ``choices``, or '' when none is close."""
-    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def l1_l2(l1: float = 0.0, l2: float = 0.0) -> Any:

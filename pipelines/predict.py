@@ -1,11 +1,10 @@
 """``biomed predict``: score new ECG records or images with an exported model.
 
-ECG records of any length are preprocessed with the card's config by the same
-``clean_signal``/``make_windows`` code as training, but with sliding windows
-(the card's stride, or half a window) plus one window aligned to the end, so
-the whole record is scored. Window probabilities are averaged per record
-(:func:`pipelines.metrics.aggregate_by_record`, as in evaluation) and the
-card's validation threshold decides binary tasks (argmax otherwise).
+The modality's plugin finds and reads the inputs (:class:`pipelines.plugins.InputReader`):
+ECG records of any length become sliding windows preprocessed as in training
+(:mod:`ecgnet.inputs`), images are decoded and resized (:mod:`imaging.inputs`).
+Window probabilities are averaged per record (as in evaluation) and the card's
+validation threshold decides binary tasks (argmax otherwise).
 
 Inputs are processed in chunks and the CSVs are written as they go; a bad
 input is skipped and listed in ``<out>_skipped.csv`` with its reason. Three
@@ -18,24 +17,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
 import pandas as pd
 
+from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.errors import BiomedError, RecordError
-from pipelines.metrics import aggregate_by_record
-from pipelines.image_limits import DEFAULT_MAX_PIXELS, check_image_pixels
-from pipelines.model_card import CARD_NAME, card_model_file, card_preprocess, check_card, read_card
+from pipelines.export import load_keras_model
+from pipelines.model_card import CARD_NAME, card_model_file, check_card, read_card
+from pipelines.predictions import Predictions, Task
 
-WFDB_SUFFIXES = (".hea", ".dat", ".mat")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+log = logging.getLogger("biomed")
+
 CHUNK_RECORDS = 64
 PROGRESS_EVERY = 100
-Echo = Callable[[str], None]
 
 
 class Predictor(Protocol):
@@ -56,8 +56,6 @@ class KerasPredictor:
     """A ``.keras`` model, loaded in safe mode; ``jit_compile`` runs inference through XLA."""
 
     def __init__(self, path: Path, jit_compile: bool = False) -> None:
-        from pipelines.export import load_keras_model
-
         self.model = load_keras_model(path)
         self.input_shape = tuple(self.model.inputs[0].shape)
         self.n_outputs = int(self.model.outputs[0].shape[-1])
@@ -169,86 +167,17 @@ def load_predictor(model: Path, jit_compile: bool = False, allow_savedmodel: boo
     return predictor, card
 
 
-def prediction_windows(signal: np.ndarray, fs: float, card: dict[str, Any]) -> np.ndarray:
-    """Preprocess one record as in training and cut it into windows covering the whole record.
-
-    The stride is the card's ``stride_s`` (half a window when training took one
-    window per record); when the strides leave a tail, a last window aligned to
-    the record's end is added.
-    """
-    from pipelines.preprocess import clean_signal, make_windows
-
-    pre = card_preprocess(card)
-    window = pre.window_samples
-    stride = max(1, int(round(pre.stride_s * pre.fs))) if pre.stride_s else max(1, window // 2)
-    clean = clean_signal(signal, fs, pre)
-    windows = make_windows(clean, window, stride, pad=pre.pad)
-    if len(clean) > window and (len(clean) - window) % stride:
-        windows = np.concatenate([windows, clean[None, -window:]])
-    return windows.astype(np.float32)
-
-
-def load_image(path: Path, card: dict[str, Any]) -> np.ndarray:
-    """Decode one image file and resize it to the card's size: float32 ``(1, H, W, C)`` in [0, 255]."""
-    import tensorflow as tf
-
-    image = card.get("image") or {}
-    height, width = image.get("image_size") or card["input"]["shape"][1:3]
-    channels = image.get("channels") or card["input"]["shape"][3]
-    check_image_pixels(path, image.get("max_pixels") or DEFAULT_MAX_PIXELS)
-    try:
-        decoded = tf.io.decode_image(tf.io.read_file(str(path)), channels=channels, expand_animations=False)
-    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
-        raise RecordError(f"cannot decode image: {err.message.splitlines()[0][:160]}") from None
-    resized = tf.image.resize(tf.cast(decoded, tf.float32), (height, width))
-    return resized.numpy()[None].astype(np.float32)
-
-
 def expand_inputs(inputs: Iterable[str], modality: str) -> Iterator[Path]:
-    """Input paths one by one: folders expand (sorted) to their WFDB records or image files.
+    """Input paths one by one, as the modality's plugin expands them (folders to their records or images).
 
-    WFDB record paths are returned without extension; paths that do not exist
-    are returned as given (and skipped later with a reason).
+    Paths that do not exist are returned as given (and skipped later with a reason).
     """
+    reader = plugins.PREDICT_INPUTS.get(modality)
     seen: set[Path] = set()
-    for path in (p for item in inputs for p in _expand(Path(item), modality)):
+    for path in (p for item in inputs for p in reader.expand(Path(item))):
         if path not in seen:
             seen.add(path)
             yield path
-
-
-def _expand(path: Path, modality: str) -> Iterator[Path]:
-    if path.is_dir():
-        if modality == "image":
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        else:
-            found = [p.with_suffix("") for p in sorted(path.glob("*.hea"))]
-        yield from found or [path]  # an empty folder is skipped with its reason
-    elif modality == "ecg" and path.suffix.lower() in WFDB_SUFFIXES:
-        yield path.with_suffix("")
-    else:
-        yield path
-
-
-def model_inputs_of(path: Path, card: dict[str, Any]) -> np.ndarray:
-    """The model-ready inputs of one input path (ECG windows ``(n, T, 1)`` or one image).
-
-    Raises:
-        RecordError: the input cannot be read or preprocessed.
-    """
-    if path.is_dir():
-        wanted = ", ".join(IMAGE_SUFFIXES) + " files" if card["modality"] == "image" else "WFDB records (.hea)"
-        raise RecordError(f"folder with no {wanted} among its {sum(1 for _ in path.iterdir())} entries")
-    if card["modality"] == "image":
-        if not path.is_file():
-            raise RecordError("no such image file")
-        return load_image(path, card)
-    from pipelines.ecg_sources import RecordRef, read_signal
-
-    if not path.with_suffix(".hea").is_file():
-        raise RecordError("no WFDB header (.hea) at this path")
-    signal, fs = read_signal(RecordRef(path.name, str(path), None, path.name), card.get("channel", 0))
-    return prediction_windows(signal, fs, card)[..., None]
 
 
 @dataclasses.dataclass
@@ -262,7 +191,7 @@ class PredictionSummary:
 
 def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[str], out: Path, *,
                    per_window: bool = False, batch_size: int = 256, chunk_records: int = CHUNK_RECORDS,
-                   progress_every: int = PROGRESS_EVERY, echo: Echo = print) -> PredictionSummary:
+                   progress_every: int = PROGRESS_EVERY) -> PredictionSummary:
     """Score every input and write ``out`` (per record), ``<out>_skipped.csv`` and optionally ``<out>_windows.csv``.
 
     Args:
@@ -274,7 +203,6 @@ def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[
         batch_size: windows per model call.
         chunk_records: records preprocessed and scored together (bounds memory).
         progress_every: print a progress line every this many records.
-        echo: where progress lines go.
 
     Returns:
         Counts of scored and skipped records and the paths written.
@@ -284,30 +212,34 @@ def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[
     if per_window:
         files["windows"] = out.with_name(f"{out.stem}_windows.csv")
     scored = skipped = 0
-    probs = [f"prob_{c}" for c in card["classes"]]
     with contextlib.ExitStack() as stack:
         handles = {k: stack.enter_context(_csv_stream(path)) for k, path in files.items()}
         paths = expand_inputs(inputs, card["modality"])
         while chunk := [p for _, p in zip(range(chunk_records), paths)]:
-            windows, problems = _score_chunk(predictor, card, chunk, batch_size)
-            records = _record_rows(windows, card)
+            windows, names, problems = _score_chunk(predictor, card, chunk, batch_size)
+            records = _record_rows(windows, names, card)
             handles["records"].write(records)
             handles["skipped"].write(pd.DataFrame(problems, columns=["record", "path", "reason"]))
             if per_window:
-                handles["windows"].write(windows.drop(columns=["split", "y_true"]).rename(
-                    columns={"record": "path", "name": "record"})[["record", "path", "window", *probs]])
+                handles["windows"].write(_window_rows(windows, names))
             before = scored + skipped
             scored, skipped = scored + len(records), skipped + len(problems)
             if (scored + skipped) // progress_every > before // progress_every:
-                echo(f"  {scored + skipped} inputs: {scored} scored, {skipped} skipped")
-    echo(f"scored {scored} input(s), skipped {skipped}: {out}")
+                log.info(f"  {scored + skipped} inputs: {scored} scored, {skipped} skipped")
+    log.info(f"scored {scored} input(s), skipped {skipped}: {out}")
     return PredictionSummary(scored, skipped, files)
 
 
 def _score_chunk(predictor: Predictor, card: dict[str, Any], chunk: list[Path], batch_size: int
-                 ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
-    """Preprocess and score the inputs of one chunk; returns window rows and skipped inputs."""
-    arrays, names, paths, problems = [], [], [], []
+                 ) -> tuple[Predictions, dict[str, str], list[dict[str, str]]]:
+    """Preprocess and score the inputs of one chunk.
+
+    Returns:
+        The window predictions (``record`` is the input path), the record name of each
+        path, and the skipped inputs with their reasons.
+    """
+    reader = plugins.PREDICT_INPUTS.get(card["modality"])
+    arrays, names, problems = [], {}, []
     for path in chunk:
         if not _is_utf8(str(path)):
             shown = os.fsencode(path).decode("utf-8", "replace")
@@ -315,24 +247,21 @@ def _score_chunk(predictor: Predictor, card: dict[str, Any], chunk: list[Path], 
                              "reason": "file name is not valid UTF-8 (rename the file)"})
             continue
         try:
-            arrays.append(model_inputs_of(path, card))
-            names.append(path.stem if card["modality"] == "image" else path.name)
-            paths.append(str(path))
+            arrays.append(reader.read(path, card))
+            names[str(path)] = reader.name(path)
         except RecordError as err:
             problems.append({"record": path.stem, "path": str(path), "reason": str(err)})
         except Exception as err:  # one bad input never stops the batch
             problems.append({"record": path.stem, "path": str(path),
                              "reason": f"unexpected {type(err).__name__}: {err}"})
-    prob_columns = [f"prob_{c}" for c in card["classes"]]
+    task = Task.of(card["classes"], _positive_class(card))
     counts = [len(a) for a in arrays]
-    frame = pd.DataFrame({"split": "predict", "record": np.repeat(paths, counts),
-                          "name": np.repeat(names, counts),
-                          "window": np.concatenate([np.arange(n) for n in counts]) if counts else [],
-                          "y_true": -1})
     x = np.concatenate(arrays) if arrays else np.zeros((0, 1), np.float32)
     probs = [predictor.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-    frame[prob_columns] = np.concatenate(probs) if probs else np.zeros((0, len(prob_columns)))
-    return frame, problems
+    windows = Predictions(task, None, np.repeat(list(names), counts).astype(str),
+                          np.concatenate([np.arange(n) for n in counts]) if counts else np.zeros(0, int),
+                          np.concatenate(probs) if probs else np.zeros((0, len(task.classes)), np.float32))
+    return windows, names, problems
 
 
 def _is_utf8(text: str) -> bool:
@@ -344,24 +273,32 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def _record_rows(windows: pd.DataFrame, card: dict[str, Any]) -> pd.DataFrame:
-    """Per-record mean probabilities (the evaluation's aggregation), window counts and the decision."""
-    classes = card["classes"]
-    prob_columns = [f"prob_{c}" for c in classes]
-    records = aggregate_by_record(windows[["split", "record", "y_true", *prob_columns]])
-    grouped = windows.groupby("record", sort=False)
-    records.insert(2, "n_windows", grouped.size().to_numpy())
-    records.insert(2, "path", records["record"])
-    records["record"] = grouped["name"].first().to_numpy()
-    probs = records[prob_columns].to_numpy()
-    threshold, positive = card.get("threshold"), card.get("positive_class")
-    if len(classes) == 2 and threshold is not None and positive in classes:
-        index = classes.index(positive)
-        predicted = np.where(probs[:, index] >= threshold, index, 1 - index)
-    else:
-        predicted = probs.argmax(axis=1)
-    records["predicted"] = np.asarray(classes, dtype=object)[predicted]
-    return records.drop(columns=["split", "y_true"])
+def _record_rows(windows: Predictions, names: dict[str, str], card: dict[str, Any]) -> pd.DataFrame:
+    """Per-record mean probabilities (the evaluation's aggregation), window counts and the decision.
+
+    Binary tasks apply the card's validation threshold to the positive class; others take the argmax.
+    """
+    records = windows.by_record()
+    frame = pd.DataFrame({"record": [names[path] for path in records.record], "path": records.record,
+                          "n_windows": records.window})
+    frame[records.task.prob_columns] = records.probs
+    threshold = card.get("threshold") if _positive_class(card) is not None else None
+    frame["predicted"] = np.asarray(records.task.classes, dtype=object)[records.decide(threshold)]
+    return frame
+
+
+def _window_rows(windows: Predictions, names: dict[str, str]) -> pd.DataFrame:
+    """One row per window: record, path, window, prob_<class>..."""
+    frame = pd.DataFrame({"record": [names[path] for path in windows.record], "path": windows.record,
+                          "window": windows.window})
+    frame[windows.task.prob_columns] = windows.probs
+    return frame
+
+
+def _positive_class(card: dict[str, Any]) -> str | None:
+    """The card's positive class of a binary task, or None."""
+    positive = card.get("positive_class")
+    return positive if len(card["classes"]) == 2 and positive in card["classes"] else None
 
 
 class _CsvStream:
@@ -394,4 +331,4 @@ def predict_command(args: argparse.Namespace) -> None:
     if not summary.scored:
         raise BiomedError(f"no input scored: {summary.skipped} skipped, reasons in {summary.files['skipped']}")
     if summary.skipped:
-        print(f"skipped inputs and reasons: {summary.files['skipped']}")
+        log.info(f"skipped inputs and reasons: {summary.files['skipped']}")

@@ -26,11 +26,11 @@ import pandas as pd
 import yaml
 from sklearn.metrics import confusion_matrix
 
-from pipelines import plots
+from pipelines import plots, plugins
 from pipelines.artifacts import write_text
 from pipelines.errors import BiomedError
-from pipelines.metrics import (aggregate_by_record, binary_scores, bootstrap_auc_difference,
-                               positive_index, predicted_labels, summarise)
+from pipelines.metrics import bootstrap_auc_difference, summarise
+from pipelines.predictions import Predictions, Task, read_predictions
 
 SPLITS = ("train", "val", "test")
 BINARY_COLUMNS = (("ROC-AUC", "roc_auc"), ("PR-AUC", "pr_auc"), ("F1", "f1"),
@@ -61,10 +61,23 @@ class Run:
         """Seeds of ``model`` in metrics.csv, ascending."""
         return sorted(int(s) for s in self.metrics.loc[self.metrics["model"] == model, "seed"].unique())
 
-    def predictions(self, model: str, seed: int) -> pd.DataFrame | None:
+    @property
+    def task(self) -> Task:
+        """The run's classification task."""
+        return Task.of(self.classes, self.positive)
+
+    def predictions(self, model: str, seed: int) -> Predictions | None:
         """The model × seed ``predictions.csv``, or None when absent."""
         path = self.path / "models" / model / f"seed_{seed}" / "predictions.csv"
-        return pd.read_csv(path, dtype={"record": str}) if path.is_file() else None
+        return read_predictions(path, self.task) if path.is_file() else None
+
+    def threshold(self, model: str, seed: int) -> float | None:
+        """The record-level decision threshold the metrics chose on validation (None: multi-class)."""
+        rows = self.metrics[(self.metrics["model"] == model) & (self.metrics["seed"] == seed)
+                            & (self.metrics["level"] == "record")]
+        if "threshold" not in rows or rows.empty or pd.isna(rows["threshold"].iloc[0]):
+            return None
+        return float(rows["threshold"].iloc[0])
 
     def history(self, model: str, seed: int) -> pd.DataFrame | None:
         """The model × seed Keras ``history.csv``, or None when absent or empty."""
@@ -193,9 +206,9 @@ def write_report(run_dirs: list[Path], out_dir: Path | None = None, *, n_boot: i
     blocks = [
         *_header(title, runs, classes, positive, binary),
         *_comparison_tables(runs, classes, binary),
-        *_paired_comparison(runs, classes, positive, binary, n_boot),
-        *_figures(runs, classes, positive, binary, out_dir / "figures"),
-        *_gradcam(runs, out_dir / "figures"),
+        *_paired_comparison(runs, binary, n_boot),
+        *_figures(runs, classes, binary, out_dir / "figures"),
+        *_plugin_sections(runs, out_dir / "figures"),
         *_data_summary(runs),
     ]
     return {"md": write_text(out_dir / "report.md", render_markdown(blocks, out_dir)),
@@ -208,7 +221,7 @@ def _header(title: str, runs: list[Run], classes: list[str], positive: str | Non
     if not binary:
         task = f"multi-class ({len(classes)} classes)"
     else:
-        task = f"binary (positive class: {classes[positive_index(classes, positive)] if classes else '?'})"
+        task = f"binary (positive class: {classes[Task.of(classes, positive).positive] if classes else '?'})"
     modalities = sorted({str(r.data_summary.get("modality", "unknown")) for r in runs})
     return [Heading(title, 1), Bullets([
         "Runs: " + ", ".join(f"{r.name} ({r.path})" for r in runs),
@@ -253,8 +266,7 @@ def _metric_columns(classes: list[str], binary: bool) -> list[tuple[str, str]]:
             ("CinC score", "cinc_score"), ("Macro ROC-AUC", "macro_roc_auc"), ("Accuracy", "accuracy")]
 
 
-def _paired_comparison(runs: list[Run], classes: list[str], positive: str | None, binary: bool,
-                       n_boot: int) -> list[Block]:
+def _paired_comparison(runs: list[Run], binary: bool, n_boot: int) -> list[Block]:
     """Per seed, bootstrap ROC-AUC and PR-AUC differences of each deep model vs the best baseline."""
     blocks: list[Block] = [Heading("Paired comparison with the best baseline")]
     if not binary:
@@ -273,7 +285,7 @@ def _paired_comparison(runs: list[Run], classes: list[str], positive: str | None
         baseline = baselines["model"].iloc[0]
         for model in record.loc[record["role"] != "baseline", "model"]:
             for seed in run.seeds(model):
-                rows.append(_paired_row(run, model, baseline, seed, classes, positive, n_boot))
+                rows.append(_paired_row(run, model, baseline, seed, n_boot))
     rows = [row for row in rows if row is not None]
     if not rows:
         return blocks + [Paragraph("No paired comparison: the runs need a deep model and a baseline "
@@ -283,13 +295,12 @@ def _paired_comparison(runs: list[Run], classes: list[str], positive: str | None
     return blocks + [Table(header, rows)]
 
 
-def _paired_row(run: Run, model: str, baseline: str, seed: int, classes: list[str],
-                positive: str | None, n_boot: int) -> list[str] | None:
+def _paired_row(run: Run, model: str, baseline: str, seed: int, n_boot: int) -> list[str] | None:
     """One paired-comparison row, or None when either model lacks test predictions."""
     baseline_seeds = run.seeds(baseline)
     baseline_seed = seed if seed in baseline_seeds else baseline_seeds[0]
-    deep = _test_scores(run.predictions(model, seed), classes, positive)
-    base = _test_scores(run.predictions(baseline, baseline_seed), classes, positive)
+    deep = _test_scores(run.predictions(model, seed))
+    base = _test_scores(run.predictions(baseline, baseline_seed))
     if deep is None or base is None:
         return None
     paired = deep.merge(base, on=["record", "y"], suffixes=("", "_baseline"))
@@ -302,19 +313,15 @@ def _paired_row(run: Run, model: str, baseline: str, seed: int, classes: list[st
     return [run.display[model], run.display[baseline], str(seed), str(len(paired)), *cells]
 
 
-def _test_scores(predictions: pd.DataFrame | None, classes: list[str], positive: str | None
-                 ) -> pd.DataFrame | None:
+def _test_scores(predictions: Predictions | None) -> pd.DataFrame | None:
     """Record-level test labels and positive scores (columns record, y, score), or None."""
     if predictions is None:
         return None
-    records = aggregate_by_record(predictions)
-    test = records[records["split"] == "test"]
-    y, score = binary_scores(test, classes, positive)
-    return pd.DataFrame({"record": test["record"], "y": y, "score": score}) if len(test) else None
+    test = predictions.by_record().subset("test")
+    return pd.DataFrame({"record": test.record, "y": test.is_positive, "score": test.scores}) if len(test) else None
 
 
-def _figures(runs: list[Run], classes: list[str], positive: str | None, binary: bool,
-             figure_dir: Path) -> list[Block]:
+def _figures(runs: list[Run], classes: list[str], binary: bool, figure_dir: Path) -> list[Block]:
     """ROC and PR overlays, confusion matrices and training curves, each model's lowest seed."""
     curves, confusions, histories = {}, [], []
     for run in runs:
@@ -322,12 +329,13 @@ def _figures(runs: list[Run], classes: list[str], positive: str | None, binary: 
             seed = run.seeds(model)[0]
             label = f"{name} (seed {seed})"
             predictions = run.predictions(model, seed)
-            scores = _test_scores(predictions, classes, positive) if binary else None
+            scores = _test_scores(predictions) if binary else None
             if scores is not None and scores["y"].nunique() == 2:
                 curves[label] = (scores["y"].to_numpy(), scores["score"].to_numpy())
             if predictions is not None:
-                true, predicted = predicted_labels(predictions, classes, positive, "record")
-                matrix = confusion_matrix(true, predicted, labels=list(range(len(classes))))
+                test = predictions.by_record().subset("test")
+                predicted = test.decide(run.threshold(model, seed))  # the threshold the metrics chose
+                matrix = confusion_matrix(test.y_true, predicted, labels=list(range(len(classes))))
                 path = figure_dir / f"confusion_{plots.file_slug(name)}.png"
                 confusions.append(Figure(
                     plots.plot_confusion(matrix, classes, path, f"{label}: test records"),
@@ -347,16 +355,9 @@ def _figures(runs: list[Run], classes: list[str], positive: str | None, binary: 
     return [Heading("Figures"), *(blocks or [Paragraph("No predictions or histories to plot.")])]
 
 
-def _gradcam(runs: list[Run], figure_dir: Path) -> list[Block]:
-    """Grad-CAM heat maps of the Keras models of image runs (no section for ECG runs)."""
-    image_runs = [r for r in runs if r.data_summary.get("modality") == "image"]
-    if not image_runs:
-        return []
-    from imaging.gradcam import gradcam_figures
-
-    figures = [Figure(path, caption) for run in image_runs
-               for path, caption in gradcam_figures(run.path, figure_dir, run.display)]
-    return [Heading("Grad-CAM"), *(figures or [Paragraph("No saved Keras image models to explain.")])]
+def _plugin_sections(runs: list[Run], figure_dir: Path) -> list[Block]:
+    """The sections modality plugins registered (e.g. Grad-CAM for image runs), in registration order."""
+    return [block for _, section in plugins.REPORT_SECTIONS.items() for block in section(runs, figure_dir)]
 
 
 def _data_summary(runs: list[Run]) -> list[Block]:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -21,11 +23,16 @@ from pipelines.artifacts import write_csv, write_json, write_text
 from pipelines.config import ExperimentConfig, ModelEntry, config_hash, config_to_yaml
 from pipelines.datasets import PreparedData, prepare_data
 from pipelines.errors import BiomedError
+from pipelines.metrics import evaluate_predictions, summarise
 from pipelines.modeling import get_model
+from pipelines.predictions import Predictions, Task, read_predictions
+from pipelines.report import write_report
 from pipelines.runlock import check_run_folder, run_lock
+from pipelines.runtime import artefact_dir, get_strategy, is_chief
 from pipelines.summary import format_summary
+from pipelines.training import fit_model
 
-Echo = Callable[[str], None]
+log = logging.getLogger("biomed")
 
 
 def default_run_dir(config: ExperimentConfig) -> Path:
@@ -93,38 +100,32 @@ def write_data_artifacts(config: ExperimentConfig, data: PreparedData, run_dir: 
     return summary
 
 
-def run_experiment(config: ExperimentConfig, run_dir: Path, *, echo: Echo = print) -> Path:
+def run_experiment(config: ExperimentConfig, run_dir: Path) -> Path:
     """Run a whole experiment into ``run_dir`` and return it.
 
     In a multi-worker run every worker executes this; only the chief writes
     into ``run_dir`` (the others write to a scratch folder that is removed).
     """
-    from pipelines.runtime import artefact_dir, get_strategy, is_chief
-
     get_strategy(config.runtime)  # a multi-worker strategy must exist before other TensorFlow work
     if is_chief():
         check_run_folder(run_dir)
     with artefact_dir(run_dir) as write_dir, run_lock(write_dir):
         start_run_dir(config, write_dir)
-        echo(f"run folder: {run_dir}")
-        data = prepare_data(config, progress=_loading_progress(echo))
+        log.info(f"run folder: {run_dir}")
+        data = prepare_data(config, progress=_loading_progress())
         summary = write_data_artifacts(config, data, write_dir)
-        echo(format_summary(summary))
+        log.info(format_summary(summary))
         if not config.models:
-            echo("no models in the config: data prepared, nothing to train")
+            log.info("no models in the config: data prepared, nothing to train")
             return run_dir
-        train_all(config, data, write_dir, echo=echo)
-        from pipelines.report import write_report
-
+        train_all(config, data, write_dir)
         paths = write_report([write_dir])
-        echo(f"report: {paths['html']}")
+        log.info(f"report: {paths['html']}")
     return run_dir
 
 
-def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path, *, echo: Echo = print) -> None:
+def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> None:
     """Fit and evaluate every model × seed, appending to metrics.csv as each one finishes."""
-    from pipelines.metrics import summarise
-
     jobs = list(itertools.product(config.models, config.seeds))
     rows: list[dict] = []
     started, done_times = time.perf_counter(), []
@@ -132,58 +133,56 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path, *, ec
         out = run_dir / "models" / entry.label / f"seed_{seed}"
         tag = f"[{number}/{len(jobs)}] {entry.label} seed {seed}"
         if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
-            echo(f"{tag}: already trained (predictions.csv found), evaluated without retraining")
-            new_rows = evaluate_run_predictions(config, data, entry, seed, pd.read_csv(out / "predictions.csv",
-                                                                           dtype={"record": str}))
+            log.info(f"{tag}: already trained (predictions.csv found), evaluated without retraining")
+            new_rows = evaluate_run_predictions(config, entry, seed,
+                                                read_predictions(out / "predictions.csv", task_of(config, data)))
         else:
-            echo(f"{tag}: training{_eta(started, done_times, len(jobs) - number + 1)}")
+            log.info(f"{tag}: training{_eta(started, done_times, len(jobs) - number + 1)}")
             job_start = time.perf_counter()
             new_rows = run_one(config, data, entry, seed, out)
             done_times.append(time.perf_counter() - job_start)
         rows.extend(new_rows)
         record = next(r for r in new_rows if r["level"] == "record")
-        echo(f"{tag}: " + ", ".join(f"{k} {record[k]:.4f}" for k in _headline(record)))
+        log.info(f"{tag}: " + ", ".join(f"{k} {record[k]:.4f}" for k in _headline(record)))
         metrics = pd.DataFrame(rows)
         write_csv(run_dir / "metrics.csv", metrics)
     write_csv(run_dir / "summary.csv", summarise(pd.DataFrame(rows)))
-    echo(f"finished {len(jobs)} model × seed runs in {time.perf_counter() - started:.0f} s")
+    log.info(f"finished {len(jobs)} model × seed runs in {time.perf_counter() - started:.0f} s")
 
 
 def run_one(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, seed: int, out: Path) -> list[dict]:
     """Train one model on one seed, write its artefacts and return its metric rows."""
-    from pipelines.training import fit_model
-
     spec = get_model(entry.type)
     out.mkdir(parents=True, exist_ok=True)
     result = fit_model(spec, entry, config, data.splits, seed, out)
-    predictions = prediction_frame(data, result.probs)
-    write_csv(out / "predictions.csv", predictions)
+    predictions = split_predictions(data, task_of(config, data), result.probs)
+    write_csv(out / "predictions.csv", predictions.to_frame())
     write_json(out / "info.json", {
         "model": entry.label, "type": entry.type, "seed": seed, "role": spec.role, "family": spec.family,
         "params": {**spec.defaults, **entry.params}, "train_seconds": round(result.seconds, 3),
         "epochs": result.epochs, "n_params": result.n_params})
-    return evaluate_run_predictions(config, data, entry, seed, predictions)
+    return evaluate_run_predictions(config, entry, seed, predictions)
 
 
-def prediction_frame(data: PreparedData, probs: dict) -> pd.DataFrame:
-    """One row per window of val and test: split, record, window, y_true, prob_<class>..."""
-    frames = []
-    for split, p in probs.items():
-        part = data.splits[split]
-        frame = pd.DataFrame({"split": split, "record": part.record, "window": part.window, "y_true": part.y})
-        for i, name in enumerate(part.classes):
-            frame[f"prob_{name}"] = p[:, i].astype("float64")  # float64 text round-trips exactly
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+def task_of(config: ExperimentConfig, data: PreparedData) -> Task:
+    """The task of a run: the data's classes and the configured positive class."""
+    return Task.of(data.samples.classes, config.data.task.positive)
 
 
-def evaluate_run_predictions(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, seed: int,
-                             predictions: pd.DataFrame) -> list[dict]:
+def split_predictions(data: PreparedData, task: Task, probs: dict[str, np.ndarray]) -> Predictions:
+    """The window predictions of the splits in ``probs`` (val, test), in that order."""
+    parts = [data.splits[split] for split in probs]
+    return Predictions(task, np.concatenate([np.full(len(p), name) for name, p in zip(probs, parts)]),
+                       np.concatenate([p.record for p in parts]), np.concatenate([p.window for p in parts]),
+                       np.concatenate([np.asarray(p, np.float64) for p in probs.values()]),
+                       np.concatenate([p.y for p in parts]))
+
+
+def evaluate_run_predictions(config: ExperimentConfig, entry: ModelEntry, seed: int,
+                             predictions: Predictions) -> list[dict]:
     """Metric rows (window and record level) of one model × seed from its predictions."""
-    from pipelines.metrics import evaluate_predictions
-
     role = get_model(entry.type).role
-    rows = evaluate_predictions(predictions, data.samples.classes, config.data.task.positive)
+    rows = evaluate_predictions(predictions)
     return [{"model": entry.label, "role": role, "seed": seed,
              **{k: v for k, v in row.items() if not isinstance(v, (list, dict))}} for row in rows]
 
@@ -200,13 +199,13 @@ def _eta(started: float, durations: list[float], remaining: int) -> str:
     return f" (elapsed {time.perf_counter() - started:.0f} s, ETA {mean * remaining:.0f} s)"
 
 
-def _loading_progress(echo: Echo) -> Callable[[int, int], None]:
+def _loading_progress() -> Callable[[int, int], None]:
     last = {"shown": -1}
 
     def show(done: int, total: int) -> None:
         step = max(1, total // 10)
         if done == total or done // step != last["shown"]:
             last["shown"] = done // step
-            echo(f"  preprocessing records: {done}/{total}")
+            log.info(f"  preprocessing records: {done}/{total}")
 
     return show

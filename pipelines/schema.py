@@ -11,8 +11,7 @@ import dataclasses
 import types
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from pipelines.errors import ConfigError
-from pipelines.modeling import suggest
+from pipelines.errors import ConfigError, suggest
 
 T = TypeVar("T")
 

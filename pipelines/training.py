@@ -10,13 +10,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import joblib
 import numpy as np
 
+from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.config import ExperimentConfig, ModelEntry
-from pipelines.modeling import ModelSpec
+from pipelines.modeling import ModelSpec, TrainingPhase
+from pipelines.predictions import Task
+from pipelines.runtime import artefact_dir, get_strategy, global_batch_size, set_precision, sync_moving_statistics
 from pipelines.samples import SampleSet
 
 
@@ -29,18 +33,6 @@ class FitResult:
     seconds: float
     n_params: int | None
     model: Any = field(default=None, repr=False)
-
-
-def monitor_mode(monitor: str) -> str:
-    """'max' for score-like monitors (auc, accuracy, f1), 'min' for losses."""
-    return "max" if any(k in monitor for k in ("auc", "acc", "f1")) else "min"
-
-
-def positive_index(classes: list[str], positive: str | None) -> int | None:
-    """Index of the positive class of a binary task (default: the second class); None if multi-class."""
-    if len(classes) != 2:
-        return None
-    return classes.index(positive) if positive else 1
 
 
 def fit_model(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],
@@ -59,8 +51,6 @@ def input_shape_of(samples: SampleSet) -> tuple[int, ...]:
 
 def _fit_sklearn(spec: ModelSpec, entry: ModelEntry, splits: dict[str, SampleSet], seed: int,
                  out_dir: Path) -> FitResult:
-    import joblib
-
     train = splits["train"]
     start = time.perf_counter()
     model = spec.build(input_shape_of(train), len(train.classes), fs=train.fs, seed=seed, **entry.params)
@@ -83,39 +73,17 @@ def _full_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
 def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],
                seed: int, out_dir: Path) -> FitResult:
     """Fit under the configured strategy; in multi-worker runs only the chief writes into ``out_dir``."""
-    import keras
-
-    from pipelines.augment import training_augmenter
-    from pipelines.runtime import (artefact_dir, get_strategy, global_batch_size, set_precision,
-                                   sync_moving_statistics)
-    from pipelines.tfdata import class_weights, make_dataset
+    from pipelines.tfdata import make_dataset
 
     strategy = get_strategy(config.runtime)
-    keras.utils.set_random_seed(seed)
-    set_precision(config.runtime)
-    train, val = splits["train"], splits["val"]
-    loader, fit_cfg = config.loader, config.train
-    batch = global_batch_size(loader.batch_size, strategy.num_replicas_in_sync, config.runtime)
-    with strategy.scope():
-        model = spec.build(input_shape_of(train), len(train.classes), fs=train.fs, seed=seed, **entry.params)
-    train_ds = make_dataset(train, batch_size=batch, training=True, seed=seed,
-                            shuffle_buffer=loader.shuffle_buffer, oversample=loader.balance == "oversample",
-                            augment=training_augmenter(loader, train.fs))
-    val_ds = make_dataset(val, batch_size=batch, training=False)
-    weights = class_weights(train.y, len(train.classes)) if loader.balance == "class_weight" else None
-    start, epoch = time.perf_counter(), 0
+    train = splits["train"]
+    batch = global_batch_size(config.loader.batch_size, strategy.num_replicas_in_sync, config.runtime)
+    model = build_keras(spec, entry.params, train, seed, strategy, config)
+    start = time.perf_counter()
     with artefact_dir(out_dir) as write_dir:
-        for phase in spec.training_phases(model, entry.params):
-            if phase.prepare is not None:
-                phase.prepare(model)
-            with strategy.scope():
-                compile_model(model, config, train.classes, fit_cfg.learning_rate * phase.learning_rate_scale)
-            history = model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch,
-                                epochs=epoch + (phase.epochs or fit_cfg.epochs), verbose=fit_cfg.verbose,
-                                callbacks=_callbacks(config, write_dir, phase.name), class_weight=weights,
-                                shuffle=False)
-            epoch = history.epoch[-1] + 1 if history.epoch else epoch
-        sync_moving_statistics(model, strategy)
+        _, epoch = fit_keras(model, spec.training_phases(model, entry.params), config, splits, seed=seed,
+                             batch_size=batch, learning_rate=config.train.learning_rate, strategy=strategy,
+                             callbacks=lambda phase, last: _callbacks(config, write_dir, phase.name))
         seconds = time.perf_counter() - start
         with atomic_path(write_dir / "model.keras") as tmp:
             model.save(tmp)
@@ -124,11 +92,82 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
     return FitResult(probs, epoch, seconds, int(model.count_params()), model)
 
 
+def build_keras(spec: ModelSpec, params: dict[str, Any], train: SampleSet, seed: int, strategy: Any,
+                config: ExperimentConfig) -> Any:
+    """Seed Keras, set the configured precision and build the model under ``strategy``."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    set_precision(config.runtime)
+    with strategy.scope():
+        return spec.build(input_shape_of(train), len(train.classes), fs=train.fs, seed=seed, **params)
+
+
+def fit_keras(model: Any, phases: list[TrainingPhase], config: ExperimentConfig, splits: dict[str, SampleSet],
+              *, seed: int, batch_size: int, learning_rate: float, strategy: Any,
+              callbacks: Callable[[TrainingPhase, bool], list | None],
+              last_phase_epochs: tuple[int, int] | None = None, verbose: int | None = None) -> tuple[Any, int]:
+    """The one Keras fit of the suite (runs and tuning trials): phase by phase on train, validated on val.
+
+    Each phase is prepared, compiled under ``strategy`` with its learning rate
+    and fitted on the seeded, shuffled (by tf.data, so ``shuffle=False``),
+    optionally augmented and balanced training set; batch-norm moving statistics
+    are synchronised across replicas at the end.
+
+    Args:
+        model: the built model (see :func:`build_keras`).
+        phases: its training phases.
+        config: the experiment config (loader, train and runtime sections).
+        splits: the ``train`` and ``val`` sample sets.
+        seed: seeds the shuffling and augmentation.
+        batch_size: the global batch size.
+        learning_rate: the base learning rate (scaled per phase).
+        strategy: the tf.distribute strategy the model was built under.
+        callbacks: ``(phase, is_last) -> callbacks`` of one phase.
+        last_phase_epochs: ``(initial_epoch, epochs)`` of the last phase given by a tuner
+            (earlier phases are skipped when the initial epoch is not 0: they are trained);
+            None counts every phase's epochs on from the previous one.
+        verbose: Keras' verbosity (default: ``train.verbose``).
+
+    Returns:
+        The last phase's History (None if no phase ran) and the number of epochs run.
+    """
+    from pipelines.tfdata import class_weights, make_dataset
+
+    train, val = splits["train"], splits["val"]
+    loader, fit_cfg = config.loader, config.train
+    augment = plugins.AUGMENTERS.get(config.data.modality)(loader, train.fs)
+    train_ds = make_dataset(train, batch_size=batch_size, training=True, seed=seed,
+                            shuffle_buffer=loader.shuffle_buffer, oversample=loader.balance == "oversample",
+                            augment=augment)
+    val_ds = make_dataset(val, batch_size=batch_size, training=False)
+    weights = class_weights(train.y, len(train.classes)) if loader.balance == "class_weight" else None
+    history, epoch = None, 0
+    for number, phase in enumerate(phases, start=1):
+        last = number == len(phases)
+        if phase.prepare is not None:
+            phase.prepare(model)
+        if last and last_phase_epochs is not None:
+            begin, end = last_phase_epochs
+        elif last_phase_epochs is not None and last_phase_epochs[0]:
+            continue
+        else:
+            begin, end = epoch, epoch + (phase.epochs or fit_cfg.epochs)
+        with strategy.scope():
+            compile_model(model, config, train.classes, learning_rate * phase.learning_rate_scale)
+        history = model.fit(train_ds, validation_data=val_ds, initial_epoch=begin, epochs=end,
+                            verbose=fit_cfg.verbose if verbose is None else verbose,
+                            callbacks=callbacks(phase, last), class_weight=weights, shuffle=False)
+        epoch = history.epoch[-1] + 1 if history.epoch else begin
+    sync_moving_statistics(model, strategy)
+    return history, epoch
+
+
 def compile_model(model: Any, config: ExperimentConfig, classes: list[str], learning_rate: float) -> None:
     """Compile with the configured optimiser, sparse cross-entropy, accuracy, ROC-AUC and PR-AUC."""
     from pipelines.keras_metrics import SparseAUC
 
-    positive = positive_index(classes, config.data.task.positive)
+    positive = Task.of(classes, config.data.task.positive).positive
     model.compile(optimizer=_optimizer(config.train.optimizer, learning_rate),
                   loss="sparse_categorical_crossentropy",
                   metrics=["accuracy", SparseAUC(len(classes), positive, name="auc"),
@@ -149,7 +188,7 @@ def _callbacks(config: ExperimentConfig, out_dir: Path, phase: str) -> list[Any]
     import keras
 
     fit_cfg = config.train
-    mode = monitor_mode(fit_cfg.monitor)
+    mode = fit_cfg.monitor_direction
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out_dir / "backup" / phase)),
         keras.callbacks.EarlyStopping(monitor=fit_cfg.monitor, mode=mode,

@@ -29,11 +29,12 @@ import argparse
 import collections
 import copy
 import json
+import logging
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import keras
 import keras_tuner as kt
@@ -45,16 +46,20 @@ from pipelines.artifacts import write_csv, write_json, write_text
 from pipelines.config import ExperimentConfig, ModelEntry, TuningConfig, config_to_yaml, load_config
 from pipelines.datasets import PreparedData, prepare_data
 from pipelines.errors import BiomedError, ConfigError
-from pipelines.modeling import get_model, suggest
+from pipelines.modeling import get_model
+from pipelines.report import write_report
+from pipelines.runner import run_one, start_run_dir, train_all, write_data_artifacts
+from pipelines.runtime import get_strategy, global_batch_size, set_precision
 from pipelines.samples import SampleSet
 from pipelines.schema import to_dict
 from pipelines.search_space import check_space, declare_all, model_values
 from pipelines.splits import split_samples
+from pipelines.training import build_keras, fit_keras
 from pipelines.tuning_results import plot_trials, trial_table
 
-Echo = Callable[[str], None]
+log = logging.getLogger("biomed")
+
 SEARCH_DIR = "search"
-KERAS_METRICS = ("loss", "accuracy", "auc", "pr_auc")
 
 
 class SuiteHyperModel(kt.HyperModel):
@@ -80,49 +85,26 @@ class SuiteHyperModel(kt.HyperModel):
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         """Build the (uncompiled) model; the n-th execution of a trial uses seed ``tuning.seed + n``."""
-        from pipelines.training import input_shape_of
-
-        return self.spec.build(input_shape_of(self.train), len(self.train.classes), fs=self.train.fs,
-                               seed=self._seed(hp), **self.params(hp))
+        return build_keras(self.spec, self.params(hp), self.train, self._seed(hp), self.strategy, self.config)
 
     def fit(self, hp: kt.HyperParameters, model: keras.Model, *args: Any, callbacks: list | None = None,
             epochs: int = 1, initial_epoch: int = 0, verbose: int = 0, **kwargs: Any) -> dict[str, float]:
         """Train on train, validate on val; return the best epoch's val metrics and epoch counts.
 
+        Runs the suite's one Keras fit (:func:`pipelines.training.fit_keras`).
         Multi-phase models (e.g. transfer learning) run their earlier phases as
         configured (their own epochs, else ``train.epochs``); the trial's epoch
         budget, callbacks and score apply to the last phase.
         """
-        from pipelines.augment import training_augmenter
-        from pipelines.runtime import global_batch_size
-        from pipelines.tfdata import class_weights, make_dataset
-        from pipelines.training import compile_model
-
-        seed, loader, train_cfg = self._seed(hp), self.config.loader, self.config.train
         values = declare_all(hp, self.config.tuning.search_space)
-        batch = global_batch_size(int(values.get("batch_size", loader.batch_size)),
+        batch = global_batch_size(int(values.get("batch_size", self.config.loader.batch_size)),
                                   self.strategy.num_replicas_in_sync, self.config.runtime)
-        learning_rate = float(values.get("learning_rate", train_cfg.learning_rate))
-        train_ds = make_dataset(self.train, batch_size=batch, training=True, seed=seed,
-                                shuffle_buffer=loader.shuffle_buffer, oversample=loader.balance == "oversample",
-                                augment=training_augmenter(loader, self.train.fs))
-        val_ds = make_dataset(self.val, batch_size=batch, training=False)
-        n_classes = len(self.train.classes)
-        weights = class_weights(self.train.y, n_classes) if loader.balance == "class_weight" else None
-        phases = self.spec.training_phases(model, self.params(hp))
-        start, history = time.perf_counter(), None
-        for number, phase in enumerate(phases, start=1):
-            if phase.prepare is not None:
-                phase.prepare(model)
-            last = number == len(phases)
-            if not last and initial_epoch:  # Hyperband continues a trial whose earlier phases are trained
-                continue
-            with self.strategy.scope():
-                compile_model(model, self.config, self.train.classes, learning_rate * phase.learning_rate_scale)
-            history = model.fit(train_ds, validation_data=val_ds, class_weight=weights, verbose=verbose,
-                                epochs=epochs if last else (phase.epochs or train_cfg.epochs),
-                                initial_epoch=initial_epoch if last else 0,
-                                callbacks=callbacks if last else None)
+        start = time.perf_counter()
+        history, _ = fit_keras(model, self.spec.training_phases(model, self.params(hp)), self.config,
+                               {"train": self.train, "val": self.val}, seed=self._seed(hp), batch_size=batch,
+                               learning_rate=float(values.get("learning_rate", self.config.train.learning_rate)),
+                               strategy=self.strategy, callbacks=lambda phase, last: callbacks if last else None,
+                               last_phase_epochs=(initial_epoch, epochs), verbose=verbose)
         self._fits[_key(hp)] += 1
         return trial_metrics(history, self.config.tuning, time.perf_counter() - start)
 
@@ -154,8 +136,8 @@ def trial_callbacks(config: ExperimentConfig) -> list[keras.callbacks.Callback]:
 class _TrialProgress:
     """Tuner mixin: one line per finished trial with its score, the best so far and an ETA."""
 
-    def __init__(self, *args: Any, echo: Echo = print, **kwargs: Any) -> None:
-        self.echo, self._durations, self._began = echo, [], time.perf_counter()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._durations, self._began = [], time.perf_counter()
         super().__init__(*args, **kwargs)
 
     def on_trial_begin(self, trial: Trial) -> None:
@@ -168,7 +150,7 @@ class _TrialProgress:
         done = self.oracle.get_trial(trial.trial_id)
         best = self.oracle.get_best_trials(1)
         remaining = self.oracle.max_trials - int(trial.trial_id) - 1 if self.oracle.max_trials else 0
-        self.echo(progress_line(done, best[0] if best else None, self.oracle.objective.name,
+        log.info(progress_line(done, best[0] if best else None, self.oracle.objective.name,
                                 np.mean(self._durations) * remaining))
 
 
@@ -201,14 +183,13 @@ def progress_line(trial: Trial, best: Trial | None, objective: str, eta_s: float
 
 
 def make_tuner(config: ExperimentConfig, hypermodel: SuiteHyperModel, directory: Path, *,
-               overwrite: bool = False, echo: Echo = print) -> kt.Tuner:
+               overwrite: bool = False) -> kt.Tuner:
     """The configured KerasTuner tuner; its project (``directory/search``) is resumed unless ``overwrite``."""
     tuning = config.tuning
     common = dict(hypermodel=hypermodel, objective=kt.Objective(tuning.objective, tuning.direction),
                   seed=tuning.seed + 1,  # KerasTuner treats seed 0 as "no seed"
                   executions_per_trial=tuning.executions_per_trial, directory=str(directory),
-                  project_name=SEARCH_DIR, overwrite=overwrite, distribution_strategy=hypermodel.strategy,
-                  echo=echo)
+                  project_name=SEARCH_DIR, overwrite=overwrite, distribution_strategy=hypermodel.strategy)
     if tuning.tuner == "hyperband":
         return Hyperband(max_epochs=tuning.max_epochs, factor=tuning.hyperband_factor, **common)
     return TUNERS[tuning.tuner](max_trials=tuning.max_trials, **common)
@@ -233,21 +214,17 @@ def default_tune_dir(config: ExperimentConfig) -> Path:
     return Path(config.output_dir) / f"{config.name}-tune"
 
 
-def tune(config: ExperimentConfig, run_dir: Path, *, overwrite: bool = False, echo: Echo = print) -> Path:
+def tune(config: ExperimentConfig, run_dir: Path, *, overwrite: bool = False) -> Path:
     """Run or resume the search of ``config.tuning`` into ``run_dir``, then retrain, test and report the best.
 
     Args:
         config: a config with a ``tuning`` section.
         run_dir: the tuning folder (shared by the chief and workers in distributed mode).
         overwrite: discard an existing search in ``run_dir`` and start afresh.
-        echo: where progress lines go.
 
     Returns:
         ``run_dir``.
     """
-    from pipelines.runner import start_run_dir, write_data_artifacts
-    from pipelines.runtime import get_strategy, set_precision
-
     tuning = check_tuning(config)
     strategy = get_strategy(config.runtime)  # before any other TensorFlow work (multi-worker)
     role = distributed_role()
@@ -261,26 +238,22 @@ def tune(config: ExperimentConfig, run_dir: Path, *, overwrite: bool = False, ec
         write_data_artifacts(config, data, run_dir)
     set_precision(config.runtime)
     hypermodel = SuiteHyperModel(config, data.splits, strategy)
-    tuner = make_tuner(config, hypermodel, run_dir, overwrite=overwrite and writer, echo=echo)
-    echo(f"tuning {tuning.model} with {tuning.tuner} search on {tuning.objective} ({tuning.direction}) "
-         f"in {run_dir}" + (f" as {os.environ['KERASTUNER_TUNER_ID']}" if role else ""))
+    tuner = make_tuner(config, hypermodel, run_dir, overwrite=overwrite and writer)
+    log.info(f"tuning {tuning.model} with {tuning.tuner} search on {tuning.objective} ({tuning.direction}) "
+             f"in {run_dir}" + (f" as {os.environ['KERASTUNER_TUNER_ID']}" if role else ""))
     if role == "chief":
-        echo(f"serving the oracle on {os.environ['KERASTUNER_ORACLE_IP']}:"
-             f"{os.environ['KERASTUNER_ORACLE_PORT']}; waiting for the workers to finish")
+        log.info(f"serving the oracle on {os.environ['KERASTUNER_ORACLE_IP']}:"
+                 f"{os.environ['KERASTUNER_ORACLE_PORT']}; waiting for the workers to finish")
     tuner.search(epochs=tuning.max_epochs, callbacks=trial_callbacks(config), verbose=0)
     if not writer:
-        echo("worker finished: the chief writes the results")
+        log.info("worker finished: the chief writes the results")
         return run_dir
-    finish(config, data, tuner, run_dir, echo=echo)
+    finish(config, data, tuner, run_dir)
     return run_dir
 
 
-def finish(config: ExperimentConfig, data: PreparedData, tuner: kt.Tuner, run_dir: Path, *,
-           echo: Echo = print) -> None:
+def finish(config: ExperimentConfig, data: PreparedData, tuner: kt.Tuner, run_dir: Path) -> None:
     """Write trials.csv, tuning.png, the best settings; retrain the best on train+val, test and report."""
-    from pipelines.report import write_report
-    from pipelines.runner import train_all
-
     trials = trial_table(tuner.oracle.trials.values())
     write_csv(run_dir / "trials.csv", trials)
     plot_trials(trials, config.tuning, run_dir / "tuning.png")
@@ -292,11 +265,11 @@ def finish(config: ExperimentConfig, data: PreparedData, tuner: kt.Tuner, run_di
     write_best(config, best_config, run_dir, trial_id=best.trial_id, score=best.score)
     settings = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                          for k, v in best.hyperparameters.values.items())
-    echo(f"best trial {best.trial_id}: {config.tuning.objective} {best.score:.4f} with {settings}; "
-         f"retraining on train+val (see best_config.yaml)")
+    log.info(f"best trial {best.trial_id}: {config.tuning.objective} {best.score:.4f} with {settings}; "
+             f"retraining on train+val (see best_config.yaml)")
     final = retrain_best(best_config, data, best, run_dir, seed=config.tuning.seed)
-    train_all(final, data, run_dir, echo=echo)
-    echo(f"report: {write_report([run_dir])['html']}")
+    train_all(final, data, run_dir)
+    log.info(f"report: {write_report([run_dir])['html']}")
 
 
 def best_settings(config: ExperimentConfig, values: dict[str, Any]) -> ExperimentConfig:
@@ -324,8 +297,6 @@ def retrain_best(best_config: ExperimentConfig, data: PreparedData, best: Trial,
     Returns:
         The config of the retrained model (for evaluating it with the runner).
     """
-    from pipelines.runner import run_one
-
     final = copy.deepcopy(best_config)
     epochs = max(1, int(round(best.metrics.get_last_value("best_epoch"))))
     final.seeds, final.train.epochs = [seed], epochs
@@ -353,14 +324,13 @@ def tune_command(args: argparse.Namespace) -> None:
 
 
 def check_tuning(config: ExperimentConfig) -> TuningConfig:
-    """The config's tuning section, checked: present, a logged objective, a space KerasTuner accepts."""
+    """The config's tuning section, checked: present, with a space KerasTuner accepts.
+
+    The objective and its direction are checked when the config is loaded.
+    """
     tuning = config.tuning
     if tuning is None:
         raise ConfigError("the config has no `tuning:` section (see configs/quickstart_tune.yaml)")
-    valid = [f"{p}{m}" for p in ("", "val_") for m in KERAS_METRICS]
-    if tuning.objective not in valid:
-        raise ConfigError(f"tuning.objective: {tuning.objective!r} is not a logged metric"
-                          f"{suggest(tuning.objective, valid)}; valid: {', '.join(valid)}")
     check_space(tuning.search_space)
     return tuning
 

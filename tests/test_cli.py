@@ -1,6 +1,7 @@
 """The biomed CLI: help texts, exit codes, one-line errors, data commands and a data-only run."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -18,17 +19,19 @@ def test_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0
-    out = capsys.readouterr().out
-    for name in SUBCOMMANDS:
-        assert name in out
+    listed = re.findall(r"^    (\S+)\s", capsys.readouterr().out, flags=re.M)
+    assert listed == SUBCOMMANDS
 
 
-@pytest.mark.parametrize("argv", [[s] for s in SUBCOMMANDS] + [["data", "synth-ecg"], ["data", "summary"]])
+@pytest.mark.parametrize("argv", [[s] for s in SUBCOMMANDS] + [["data", "synth-ecg"], ["data", "summary"],
+                                                               ["data", "download"]])
 def test_each_subcommand_explains_itself(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv + ["--help"])
     assert exit_info.value.code == 0
-    assert "usage: biomed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: biomed {' '.join(argv)} ")  # this subcommand's own help, not the top level
+    assert "-h, --help" in out
 
 
 def test_user_error_is_one_line_without_traceback(tmp_path, capsys):
@@ -51,11 +54,22 @@ def test_missing_config_and_missing_data_folder(tmp_path, capsys):
         main(["--debug", "run", str(config)])
 
 
-def test_console_script_exit_code(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", str(tmp_path / "none.yaml")],
+@pytest.mark.parametrize("module", ["pipelines", "pipelines.cli"])
+def test_console_script_exit_code(tmp_path, module):
+    result = subprocess.run([sys.executable, "-m", module, "run", str(tmp_path / "none.yaml")],
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("biomed: error:")
+
+
+def test_run_a_shipped_config_by_name(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "quickstart", "--out", str(out), "--data-only", "--set", "data.synthetic.n_records=12",
+                 "--set", "data.synthetic.duration_s=[10, 12]"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["name"] == "quickstart"
+    assert f"run folder: {out}" in capsys.readouterr().out
+    assert main(["run", "quickstrat"]) == 2
+    assert "did you mean 'quickstart'" in capsys.readouterr().err
 
 
 def test_synth_then_summary_then_data_only_run(tmp_path, capsys):

@@ -7,11 +7,11 @@ import pytest
 import wfdb
 
 from conftest import spiky_ecg, write_record
-from pipelines import ecg_dataset
+from ecgnet import dataset as ecg_dataset
 from pipelines.config import DataConfig, PreprocessConfig, SplitConfig, TaskConfig
-from pipelines.ecg_dataset import load_ecg_samples
+from ecgnet.dataset import load_ecg_samples
 from pipelines.errors import DataError
-from pipelines.preprocess import make_windows, preprocess_record
+from ecgnet.preprocess import make_windows, preprocess_record
 from pipelines.splits import assign_splits, membership_table, split_samples
 
 RAW = PreprocessConfig(fs=100, bandpass=None, normalize="none", window_s=10, stride_s=None, crop="start",
@@ -182,7 +182,7 @@ def test_preprocess_rejects_nan_and_flat():
 
 
 def test_physionet_download_offline_says_what_to_fetch(tmp_path, monkeypatch):
-    from pipelines import ecg_sources
+    from ecgnet import sources as ecg_sources
 
     def offline(*args, **kwargs):
         raise ConnectionError("Max retries exceeded (simulated: no network in tests)")

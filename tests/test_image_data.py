@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from pipelines.config import DataConfig, ImageConfig, SplitConfig, TaskConfig
 from pipelines.errors import DataError
-from pipelines.image_data import load_image_samples
+from imaging.data import load_image_samples
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

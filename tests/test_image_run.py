@@ -31,7 +31,7 @@ models:
 def test_image_run_writes_the_ecg_artefacts_and_gradcam(tmp_path):
     path = tmp_path / "tiny_images.yaml"
     path.write_text(CONFIG)
-    run = run_experiment(load_config(path), tmp_path / "run", echo=lambda _: None)
+    run = run_experiment(load_config(path), tmp_path / "run")
     for name in ("config.yaml", "splits.csv", "data_summary.json", "metrics.csv", "summary.csv",
                  "report.md", "report.html"):
         assert (run / name).is_file(), name

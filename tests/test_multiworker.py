@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.runtime import run_local_workers
+from workers import run_local_workers
 
 WORKER = Path(__file__).with_name("mw_worker.py")
 

@@ -16,7 +16,8 @@ import yaml
 from conftest import write_record
 from pipelines.cli import main
 from pipelines.model_card import read_card
-from pipelines.predict import load_predictor, predict_inputs, prediction_windows
+from ecgnet.inputs import prediction_windows
+from pipelines.predict import load_predictor, predict_inputs
 
 PROB_ATOL = 1e-4            # SavedModel / TFLite float32 vs .keras, per record
 INT8_MAX_DIFF = 0.1         # int8 TFLite vs .keras, max |Δ record probability|
@@ -46,7 +47,7 @@ def run_dir(tmp_path_factory) -> Path:
     start_run_dir(config, run)
     data = prepare_data(config)
     write_data_artifacts(config, data, run)
-    train_all(config, data, run, echo=lambda _: None)
+    train_all(config, data, run)
     return run
 
 
@@ -60,7 +61,7 @@ def test_card_and_backends_agree(run_dir, tmp_path):
     for fmt in ("keras", "savedmodel", "tflite"):
         assert main(["export", str(run_dir), "--format", fmt, "--out", str(tmp_path / fmt)]) == 0
         predictor, card = load_predictor(tmp_path / fmt, allow_savedmodel=fmt == "savedmodel")
-        summary = predict_inputs(predictor, card, [str(data)], tmp_path / f"{fmt}.csv", echo=lambda _: None)
+        summary = predict_inputs(predictor, card, [str(data)], tmp_path / f"{fmt}.csv")
         assert summary.scored == 30 and summary.skipped == 0
         frames[fmt] = _records(tmp_path / f"{fmt}.csv")
     metrics = pd.read_csv(run_dir / "metrics.csv")
@@ -81,7 +82,7 @@ def test_card_and_backends_agree(run_dir, tmp_path):
     assert (keras_frame["predicted"] == expected).all()
 
     again = predict_inputs(*load_predictor(tmp_path / "keras"), [str(data)], tmp_path / "again.csv",
-                           per_window=True, echo=lambda _: None)
+                           per_window=True)
     pd.testing.assert_frame_equal(_records(again.files["records"]), keras_frame)
     windows = pd.read_csv(again.files["windows"], dtype={"record": str})
     means = windows.groupby("record")["prob_A"].mean()
@@ -91,9 +92,9 @@ def test_card_and_backends_agree(run_dir, tmp_path):
 def test_windows_match_training_and_cover_the_record(run_dir):
     from pipelines.config import load_config
     from pipelines.datasets import prepare_data
-    from pipelines.ecg_sources import RecordRef, read_signal
+    from ecgnet.sources import RecordRef, read_signal
     from pipelines.model_card import card_preprocess
-    from pipelines.preprocess import clean_signal
+    from ecgnet.preprocess import clean_signal
 
     card = read_card_of(run_dir)
     samples = prepare_data(load_config(run_dir / "config.yaml")).samples
@@ -120,8 +121,7 @@ def test_fresh_process_after_deleting_the_run_and_bad_inputs(run_dir, tmp_path):
     assert main(["export", str(copy), "--format", "savedmodel", "--out", str(tmp_path / "exp")]) == 0
     data = run_dir.parent / "data"
     expected = predict_inputs(*load_predictor(tmp_path / "exp", allow_savedmodel=True),
-                              [str(data / "S00001.hea"), str(data / "S00002")],
-                              tmp_path / "inproc.csv", echo=lambda _: None)
+                              [str(data / "S00001.hea"), str(data / "S00002")], tmp_path / "inproc.csv")
     shutil.rmtree(copy)
 
     bad = tmp_path / "bad"
@@ -147,14 +147,12 @@ def test_int8_export_in_a_child_process_stays_close(run_dir, tmp_path):
                  "--out", str(tmp_path / "int8")]) == 0
     card = read_card(tmp_path / "int8")
     assert card["tflite"]["quantization"] == "int8"
-    got = predict_inputs(*load_predictor(tmp_path / "int8"), [str(data)], tmp_path / "q.csv",
-                         echo=lambda _: None)
+    got = predict_inputs(*load_predictor(tmp_path / "int8"), [str(data)], tmp_path / "q.csv")
     reference = predict_inputs(*load_predictor(tmp_path / "int8" / "model.tflite"), [str(data)],
-                               tmp_path / "q2.csv", echo=lambda _: None)
+                               tmp_path / "q2.csv")
     keras_card = read_card_of(run_dir)
     assert keras_card["threshold"] == card["threshold"]
-    exact = predict_inputs(*load_predictor(run_dir.parent / "keras_export"), [str(data)], tmp_path / "k.csv",
-                           echo=lambda _: None)
+    exact = predict_inputs(*load_predictor(run_dir.parent / "keras_export"), [str(data)], tmp_path / "k.csv")
     diff = (_records(got.files["records"])["prob_A"] - _records(exact.files["records"])["prob_A"]).abs()
     assert diff.max() <= INT8_MAX_DIFF
     pd.testing.assert_frame_equal(_records(got.files["records"]), _records(reference.files["records"]))
@@ -177,8 +175,7 @@ def test_images_are_decoded_resized_and_scored(tmp_path):
         pixels[name] = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         keras.utils.save_img(folder / f"{name}.png", pixels[name])
     (folder / "d.png").write_bytes(b"not a png")
-    summary = predict_inputs(*load_predictor(tmp_path / "exp"), [str(folder)], tmp_path / "img.csv",
-                             echo=lambda _: None)
+    summary = predict_inputs(*load_predictor(tmp_path / "exp"), [str(folder)], tmp_path / "img.csv")
     assert summary.scored == 3 and summary.skipped == 1
     frame = _records(tmp_path / "img.csv")
     for name, array in pixels.items():

@@ -163,7 +163,7 @@ def test_window_longer_than_every_record_is_refused_before_decoding(tiny_cinc, t
 
 def test_windows_that_would_not_fit_in_memory_are_refused(tiny_cinc):
     from pipelines.config import PreprocessConfig
-    from pipelines.ecg_dataset import check_window_fits, list_records
+    from ecgnet.dataset import check_window_fits, list_records
     from pipelines.config import DataConfig
     from pipelines.errors import DataError
 
@@ -177,7 +177,7 @@ def test_windows_that_would_not_fit_in_memory_are_refused(tiny_cinc):
 
 def test_corrupt_cache_entries_are_detected_and_rebuilt(tiny_cinc, capfd):
     from pipelines.config import DataConfig, PreprocessConfig
-    from pipelines.ecg_dataset import load_ecg_samples
+    from ecgnet.dataset import load_ecg_samples
 
     data = DataConfig(source="cinc2017", path=str(tiny_cinc), workers=1,
                       preprocess=PreprocessConfig(fs=50, bandpass=[0.5, 20], window_s=4))
@@ -322,7 +322,7 @@ def png_bomb(width: int, height: int) -> bytes:
 def test_oversized_images_are_skipped_before_decoding(tmp_path, capsys):
     import keras
 
-    from pipelines.image_data import _decode_files
+    from imaging.data import _decode_files
     from pipelines.modeling import get_model
 
     folder = tmp_path / "images"

@@ -14,6 +14,7 @@ import yaml
 
 from pipelines.errors import BiomedError
 from pipelines.metrics import evaluate_predictions, summarise
+from pipelines.predictions import Predictions, Task
 from pipelines.report import write_report
 
 BINARY = ["N", "A"]
@@ -66,7 +67,8 @@ def make_run(root: Path, name: str, *, classes: list[str] = BINARY, models: dict
                               "val_auc": [0.55, 0.65, 0.7, 0.72], "learning_rate": 1e-3}
                              ).to_csv(folder / "history.csv", index=False)
             rows += [{"model": model, "role": role, "seed": seed, **m}
-                     for m in evaluate_predictions(predictions, classes, "A" if len(classes) == 2 else None)]
+                     for m in evaluate_predictions(Predictions.from_frame(
+                         predictions, Task.of(classes, "A" if len(classes) == 2 else None)))]
     metrics = pd.DataFrame(rows)
     metrics.to_csv(run / "metrics.csv", index=False)
     summarise(metrics).to_csv(run / "summary.csv", index=False)

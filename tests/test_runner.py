@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines import training
+from pipelines import runner
 from pipelines.config import load_config
 from pipelines.errors import BiomedError
 from pipelines.runner import run_experiment, start_run_dir
@@ -33,7 +33,7 @@ def tiny_config(tmp_path):
 
 
 def test_run_writes_every_artefact_and_resumes(tiny_config, tmp_path, monkeypatch):
-    run = run_experiment(tiny_config, tmp_path / "run", echo=lambda _: None)
+    run = run_experiment(tiny_config, tmp_path / "run")
     for name in ("config.yaml", "data_summary.json", "splits.csv", "metrics.csv", "summary.csv",
                  "report.md", "report.html", "figures/roc.png"):
         assert (run / name).is_file(), name
@@ -55,9 +55,9 @@ def test_run_writes_every_artefact_and_resumes(tiny_config, tmp_path, monkeypatc
     info = json.loads((run / "models" / "cnn" / "seed_0" / "info.json").read_text())
     assert info["role"] == "deep" and info["epochs"] == 1 and info["params"]["filters"] == 4
 
-    monkeypatch.setattr(training, "fit_model", lambda *a, **k: pytest.fail("retrained a finished model"))
+    monkeypatch.setattr(runner, "fit_model", lambda *a, **k: pytest.fail("retrained a finished model"))
     before = (run / "metrics.csv").read_text()
-    run_experiment(tiny_config, run, echo=lambda _: None)
+    run_experiment(tiny_config, run)
     assert (run / "metrics.csv").read_text() == before
 
 
@@ -74,7 +74,7 @@ def test_four_class_run_reports_cinc_score(tmp_path):
                            "task": {"classes": ["N", "A", "O", "~"]}}}
     path = tmp_path / "tiny4.yaml"
     path.write_text(yaml.safe_dump(four_class))
-    run = run_experiment(load_config(path), tmp_path / "run", echo=lambda _: None)
+    run = run_experiment(load_config(path), tmp_path / "run")
 
     metrics = pd.read_csv(run / "metrics.csv")
     assert set(metrics["model"]) == {"expert_lr", "cnn"}

@@ -9,10 +9,10 @@ import pytest
 
 from pipelines.config import ExperimentConfig, LoaderConfig, ModelEntry, RuntimeConfig, TrainConfig
 from pipelines.modeling import get_model
-from pipelines.runtime import (artefact_dir, global_batch_size, is_chief, local_tf_configs,
-                               run_local_workers, set_precision, strategy_kind)
+from pipelines.runtime import artefact_dir, global_batch_size, is_chief, set_precision, strategy_kind
 from pipelines.samples import SampleSet
 from pipelines.training import compile_model, fit_model
+from workers import local_tf_configs, run_local_workers
 
 ECG_MODELS = {"cnn": {"filters": 4, "depth": 2}, "crnn": {"filters": 4, "depth": 2, "units": 4},
               "acrnn": {"filters": 4, "depth": 2, "units": 4}, "mina": {"filters": 4, "units": 4},

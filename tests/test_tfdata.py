@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from pipelines.augment import ecg_augmenter
+from ecgnet.augment import ecg_augmenter
 from pipelines.config import AugmentConfig
 from pipelines.samples import SampleSet
 from pipelines.tfdata import class_weights, make_dataset

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import keras
@@ -69,17 +70,17 @@ def fake_splits(n: int = 8, length: int = 500) -> dict[str, SampleSet]:
     return {"train": samples, "val": samples}
 
 
-def test_search_writes_every_artefact_resumes_and_overwrites(tmp_path):
+def test_search_writes_every_artefact_resumes_and_overwrites(tmp_path, caplog):
     config = load_config(write_config(tmp_path))
     out = tmp_path / "tune"
-    lines: list[str] = []
-    tune(config, out, echo=lines.append)
+    caplog.set_level(logging.INFO, logger="biomed")
+    tune(config, out)
     for name in ARTEFACTS:
         assert (out / name).is_file(), name
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 2 and set(trials["status"]) == {"COMPLETED"}
     assert {"l2", "dropout", "learning_rate", "score", "epochs", "best_epoch"} <= set(trials.columns)
-    assert sum("COMPLETED" in line for line in lines) == 2
+    assert sum("COMPLETED" in line for line in caplog.messages) == 2
     best = yaml.safe_load((out / "best_config.yaml").read_text())
     assert best["tuning"] is None and best["models"][0]["type"] == "cnn"
     predictions = pd.read_csv(out / "models/cnn/seed_0/predictions.csv")
@@ -87,22 +88,22 @@ def test_search_writes_every_artefact_resumes_and_overwrites(tmp_path):
     metrics = pd.read_csv(out / "metrics.csv")
     assert set(metrics["level"]) == {"window", "record"}
 
-    lines.clear()                                      # same command again: nothing is rerun
-    tune(config, out, echo=lines.append)
-    assert not any("COMPLETED" in line for line in lines)
+    caplog.clear()                                      # same command again: nothing is rerun
+    tune(config, out)
+    assert not any("COMPLETED" in line for line in caplog.messages)
     pd.testing.assert_frame_equal(pd.read_csv(out / "trials.csv"), trials)
 
-    lines.clear()                                      # more trials extend the search
+    caplog.clear()                                      # more trials extend the search
     config.tuning.max_trials = 3
-    tune(config, out, echo=lines.append)
-    assert sum("COMPLETED" in line for line in lines) == 1
+    tune(config, out)
+    assert sum("COMPLETED" in line for line in caplog.messages) == 1
     extended = pd.read_csv(out / "trials.csv")
     assert len(extended) == 3
     pd.testing.assert_frame_equal(extended.head(2), trials)
 
-    lines.clear()                                      # --overwrite: a fresh search
-    tune(config, out, overwrite=True, echo=lines.append)
-    assert sum("COMPLETED" in line for line in lines) == 3
+    caplog.clear()                                      # --overwrite: a fresh search
+    tune(config, out, overwrite=True)
+    assert sum("COMPLETED" in line for line in caplog.messages) == 3
     assert len(pd.read_csv(out / "trials.csv")) == 3
 
 
@@ -131,7 +132,7 @@ def test_other_tuners_complete(tmp_path, tuner):
 
     data = prepare_data(config)
     hypermodel = SuiteHyperModel(config, data.splits, tf.distribute.get_strategy())
-    search = make_tuner(config, hypermodel, tmp_path / "tune", echo=lambda line: None)
+    search = make_tuner(config, hypermodel, tmp_path / "tune")
     search.search(epochs=2, callbacks=trial_callbacks(config), verbose=0)
     trials = list(search.oracle.trials.values())
     assert trials and all(t.status == "COMPLETED" for t in trials)

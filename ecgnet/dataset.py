@@ -20,10 +20,11 @@ import wfdb
 
 from pipelines import cache
 from pipelines.config import AnnotatedConfig, DataConfig, PreprocessConfig, TaskConfig, config_hash
-from pipelines.ecg_sources import (Listing, RecordRef, cinc2017_labels_file, list_annotated_records,
+from ecgnet.sources import (Listing, RecordRef, cinc2017_labels_file, list_annotated_records,
                                    list_labelled_records, read_rhythm_intervals, read_signal)
 from pipelines.errors import DataError, RecordError
-from pipelines.preprocess import clean_signal, make_windows, preprocess_record
+from ecgnet.preprocess import clean_signal, make_windows, preprocess_record
+from ecgnet.synthetic import synthesize_records
 from pipelines.samples import SampleSet
 
 CINC_LABELS = ["N", "A", "O", "~"]
@@ -33,8 +34,6 @@ Progress = Callable[[int, int], None]
 
 def synthetic_folder(data: DataConfig) -> Path:
     """The folder of the built-in synthetic dataset, generated on first use."""
-    from ecgnet.synthetic import synthesize_records
-
     folder = Path(data.path) if data.path else (
         cache.cache_root(data.cache.dir) / "synthetic" / config_hash(data.synthetic))
     if not (folder / "REFERENCE.csv").is_file():

@@ -42,11 +42,5 @@ def ecg_augmenter(cfg: AugmentConfig, fs: float) -> Augmenter:
 
 
 def training_augmenter(loader: LoaderConfig, fs: float | None) -> Augmenter | None:
-    """The configured training augmentation: ECG ops for signals (``fs`` set), Keras layers for images."""
-    if fs is not None:
-        return ecg_augmenter(loader.augment, fs) if loader.augment.enabled else None
-    if not loader.image_augment.enabled:
-        return None
-    from imaging.augment import image_augmenter
-
-    return image_augmenter(loader.image_augment)
+    """The configured ECG training augmentation, or None when ``loader.augment`` is off."""
+    return ecg_augmenter(loader.augment, fs) if loader.augment.enabled else None

@@ -36,6 +36,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
+from imaging.synthetic import synthesize_images
 from pipelines.config import DataConfig, TaskConfig
 from pipelines.errors import DataError, RecordError
 from pipelines.image_limits import DEFAULT_MAX_PIXELS, check_image_pixels
@@ -234,8 +235,6 @@ def _checked_arrays(archive, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _list_synthetic(data: DataConfig) -> _Listing:
     """The built-in synthetic patterns, generated at the target size."""
-    from imaging.synthetic import synthesize_images
-
     kinds = data.image.synthetic_classes
     images, labels = synthesize_images(kinds, data.image.n_per_class, tuple(data.image.image_size),
                                        seed=data.synthetic.seed)

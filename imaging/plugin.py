@@ -1,0 +1,25 @@
+"""The image plugin: what ``imaging`` registers with the engine (see :mod:`pipelines.plugins`).
+
+Importing this module registers the image models (``transfer``, ``cnn2d``,
+``pixel_lr``); :func:`register` adds the image data sources, the training
+augmentation, the inputs of ``biomed predict`` and the report's Grad-CAM section.
+"""
+
+from __future__ import annotations
+
+import imaging.models  # noqa: F401  (registers the image models)
+from imaging.augment import training_augmenter
+from imaging.data import load_image_samples
+from imaging.gradcam import gradcam_section
+from imaging.inputs import IMAGE_INPUTS
+from pipelines import plugins
+from pipelines.config import IMAGE_SOURCES
+
+
+def register() -> None:
+    """Register the image sources, augmentation, predict inputs and the Grad-CAM report section."""
+    for source in IMAGE_SOURCES:
+        plugins.SOURCES.add(source, load_image_samples)
+    plugins.AUGMENTERS.add("image", training_augmenter)
+    plugins.PREDICT_INPUTS.add("image", IMAGE_INPUTS)
+    plugins.REPORT_SECTIONS.add("gradcam", gradcam_section)
