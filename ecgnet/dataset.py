@@ -147,9 +147,12 @@ def _build_samples(listing: Listing, data: DataConfig, task: TaskConfig,
     if not xs:
         raise DataError(f"no usable windows: {len(skipped)} records skipped "
                         f"(first: {skipped[:1]}), {dict(excluded)} excluded by the task")
+    window_index = np.concatenate(wins).astype(np.int32)
+    every = data.preprocess.windows_per_stride
     return SampleSet(np.concatenate(xs), np.concatenate(ys).astype(np.int32), np.concatenate(recs),
-                     np.concatenate(groups), np.concatenate(wins).astype(np.int32), list(task.classes),
-                     data.preprocess.fs, skipped, dict(excluded))
+                     np.concatenate(groups), window_index, list(task.classes),
+                     data.preprocess.fs, skipped, dict(excluded),
+                     train_only=(window_index % every != 0) if every > 1 else None)
 
 
 def check_window_fits(refs: list[RecordRef], pre: PreprocessConfig, *, annotated: bool = False) -> None:
@@ -177,7 +180,8 @@ def check_window_fits(refs: list[RecordRef], pre: PreprocessConfig, *, annotated
                         f"({longest}, {seconds[longest]:.1f} s), so every window would be padding; "
                         f"choose window_s <= {seconds[longest]:.1f}")
     window = pre.window_samples
-    stride_s = pre.stride_s if pre.stride_s is not None else (pre.window_s if annotated else None)
+    stride_s = pre.train_stride_s or pre.stride_s
+    stride_s = stride_s if stride_s is not None else (pre.window_s if annotated else None)
     windows = 0
     for length in seconds.values():
         n = int(length * pre.fs)

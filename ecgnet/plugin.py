@@ -2,6 +2,7 @@
 
 Importing this module registers the ECG models and expert-feature baselines;
 :func:`register` adds the ECG data sources, the training augmentation, the
+``expert_features`` side input (the expert features of each window), the
 inputs of ``biomed predict`` (WFDB records) and the ``biomed data`` tools.
 """
 
@@ -15,6 +16,7 @@ import ecgnet.models  # noqa: F401  (registers the ECG models and baselines)
 from ecgnet.augment import training_augmenter
 from ecgnet.commands import add_download_command, add_synth_command, folder_summary
 from ecgnet.dataset import load_ecg_samples
+from ecgnet.features import expert_feature_matrix
 from ecgnet.inputs import ECG_INPUTS
 from pipelines import plugins
 from pipelines.config import ECG_SOURCES, DataConfig
@@ -32,6 +34,7 @@ def register() -> None:
     for source in ECG_SOURCES:
         plugins.SOURCES.add(source, load_source)
     plugins.AUGMENTERS.add("ecg", training_augmenter)
+    plugins.SIDE_INPUTS.add("expert_features", expert_feature_matrix)
     plugins.PREDICT_INPUTS.add("ecg", ECG_INPUTS)
     plugins.FOLDER_SUMMARIES.add("ecg", folder_summary)
     plugins.DATA_COMMANDS.add("synth-ecg", add_synth_command)

@@ -95,8 +95,13 @@ def clean_signal(x: np.ndarray, fs_in: float, cfg: PreprocessConfig) -> np.ndarr
 
 
 def preprocess_record(x: np.ndarray, fs_in: float, cfg: PreprocessConfig) -> np.ndarray:
-    """Full preprocessing of one record into float32 windows ``(n, window_samples)``."""
+    """Full preprocessing of one record into float32 windows ``(n, window_samples)``.
+
+    With ``train_stride_s`` the windows are cut at that (denser) stride; every
+    ``cfg.windows_per_stride``-th one, starting with the first, is a window of ``stride_s``.
+    """
     clean = clean_signal(x, fs_in, cfg)
-    stride = None if cfg.stride_s is None else max(1, int(round(cfg.stride_s * cfg.fs)))
+    stride_s = cfg.train_stride_s or cfg.stride_s
+    stride = None if stride_s is None else max(1, int(round(stride_s * cfg.fs)))
     return make_windows(clean, cfg.window_samples, stride, crop=cfg.crop, pad=cfg.pad,
                         max_windows=cfg.max_windows_per_record).astype(np.float32)

@@ -57,7 +57,8 @@ def load_cached(folder: Path, report: Callable[[str], None] | None = None) -> Sa
                 meta = json.loads(str(npz["meta"]))
                 x = np.load(folder / "x.npy", allow_pickle=False)  # one plain read: no zip, no CRC
                 return SampleSet(x, npz["y"], npz["record"], npz["group"], npz["window"],
-                                 meta["classes"], meta["fs"], meta["skipped"], meta["excluded"])
+                                 meta["classes"], meta["fs"], meta["skipped"], meta["excluded"],
+                                 npz["train_only"] if "train_only" in npz.files else None)
         except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
             problem = f"unreadable ({type(err).__name__})"
     (report or _to_stderr)(f"cache entry {folder} is corrupt: {problem}; rebuilding it")
@@ -78,7 +79,8 @@ def save_cached(folder: Path, samples: SampleSet) -> None:
     with atomic_path(folder / "x.npy") as tmp:
         np.save(tmp, samples.x)
     write_npz(folder / "meta.npz", y=samples.y, record=samples.record.astype(str),
-              group=samples.group.astype(str), window=samples.window, meta=np.array(json.dumps(meta)))
+              group=samples.group.astype(str), window=samples.window, meta=np.array(json.dumps(meta)),
+              **({} if samples.train_only is None else {"train_only": samples.train_only}))
     write_json(folder / CHECKSUMS, {name: _sha256(folder / name) for name in ("x.npy", "meta.npz")})
 
 

@@ -80,6 +80,7 @@ class PreprocessConfig:
     normalize: Literal["zscore", "robust", "minmax", "none"] = "zscore"
     window_s: float = 10.0
     stride_s: float | None = None
+    train_stride_s: float | None = None
     crop: Literal["start", "center"] = "center"
     pad: Literal["zero", "edge", "drop"] = "zero"
     min_length_s: float = 5.0
@@ -97,6 +98,22 @@ class PreprocessConfig:
                                   f"the Nyquist frequency {self.fs / 2} Hz")
         if self.stride_s is not None and self.stride_s <= 0:
             raise ConfigError(f"{where}.stride_s: must be positive or null")
+        if self.train_stride_s is not None:
+            self._validate_train_stride(where)
+
+    def _validate_train_stride(self, where: str) -> None:
+        ratio = (self.stride_s or 0) / self.train_stride_s if self.train_stride_s > 0 else 0
+        if self.stride_s is None or ratio < 1 or abs(ratio - round(ratio)) > 1e-6:
+            raise ConfigError(f"{where}.train_stride_s: expected a positive number that divides stride_s "
+                              f"(e.g. stride_s: 10, train_stride_s: 2), got train_stride_s "
+                              f"{self.train_stride_s} with stride_s {self.stride_s}")
+        if self.max_windows_per_record is not None:
+            raise ConfigError(f"{where}: train_stride_s and max_windows_per_record cannot be combined")
+
+    @property
+    def windows_per_stride(self) -> int:
+        """Training windows per evaluation window: ``stride_s / train_stride_s`` (1 without a training stride)."""
+        return 1 if self.train_stride_s is None else int(round(self.stride_s / self.train_stride_s))
 
     @property
     def window_samples(self) -> int:
@@ -200,6 +217,9 @@ class DataConfig:
     def validate(self, where: str) -> None:
         if self.source not in GENERATED_SOURCES and not self.path:
             raise ConfigError(f"{where}.path: required for source {self.source!r}")
+        if self.source == "annotated" and self.preprocess.train_stride_s is not None:
+            raise ConfigError(f"{where}.preprocess.train_stride_s: not supported by the annotated source "
+                              f"(its windows are labelled by rhythm spans); use stride_s")
         if _CHECK_DATA_FILES.get():
             self._check_files(where)
 
@@ -364,11 +384,13 @@ TRAINING_HYPERPARAMETERS = ("learning_rate", "batch_size")
 
 @dataclass
 class ModelEntry:
-    """One model of the comparison: registry ``type``, display ``name`` and hyperparameters."""
+    """One model of the comparison: registry ``type``, display ``name``, hyperparameters and
+    ``train`` overrides of this model (e.g. ``{epochs: 5}``; keys of the ``train`` section)."""
 
     type: str
     name: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -403,8 +425,15 @@ class ExperimentConfig:
                 check_hyperparameters(spec.name, entry.params)
             except ConfigError as err:
                 raise ConfigError(f"models[{i}].params: {err}") from None
+            self.train_config(entry, where=f"models[{i}].train")
         if self.tuning is not None:
             self._validate_tuning(self.tuning)
+
+    def train_config(self, entry: ModelEntry, where: str = "train") -> TrainConfig:
+        """The ``train`` section with the model entry's own overrides applied (validated)."""
+        if not entry.train:
+            return self.train
+        return from_dict(TrainConfig, {**to_dict(self.train), **entry.train}, where)
 
     def model_entry(self, label: str) -> ModelEntry:
         """The model entry named ``label`` (or of registry type ``label``)."""

@@ -40,6 +40,7 @@ from pipelines.config import ExperimentConfig, load_config
 from pipelines.datasets import prepare_data
 from pipelines.errors import BiomedError
 from pipelines.model_card import SELECTION_NOTE, build_card, write_card
+from pipelines.side_inputs import input_names
 
 log = logging.getLogger("biomed")
 
@@ -150,12 +151,20 @@ def load_keras_model(path: Path) -> Any:
         raise BiomedError(f"cannot load {path} in safe mode: {text}.{hint}") from None
 
 
-def input_spec(model: Any) -> tuple[str, list[int | None]]:
-    """The single input's name and shape (batch axis None) of a Keras model."""
-    if len(model.inputs) != 1:
-        raise BiomedError(f"model {model.name!r} has {len(model.inputs)} inputs; export supports one")
-    tensor = model.inputs[0]
-    return tensor.name, [None, *tensor.shape[1:]]
+def input_spec(model: Any) -> tuple[str, list[int | None], list[str]]:
+    """The main input's name and shape (batch axis None) of a Keras model, and its side inputs.
+
+    Side inputs are the inputs named after a registered side input (``plugins.SIDE_INPUTS``);
+    every other model takes exactly one input.
+    """
+    registered = {name for name, _ in plugins.SIDE_INPUTS.items()}
+    names = input_names(model)
+    side = [n for n in names if n in registered]
+    main = [tensor for tensor in model.inputs if tensor.name not in side]
+    if len(main) != 1:
+        raise BiomedError(f"model {model.name!r} has inputs {names}: expected one main input "
+                          f"plus registered side inputs ({', '.join(sorted(registered)) or 'none'})")
+    return main[0].name, [None, *main[0].shape[1:]], side
 
 
 def export_savedmodel(model: Any, folder: Path, batch: int | None = None) -> dict[str, Any]:
@@ -171,7 +180,7 @@ def export_savedmodel(model: Any, folder: Path, batch: int | None = None) -> dic
     """
     import tensorflow as tf
 
-    name, shape = input_spec(model)
+    name, shape, _ = input_spec(model)
     spec = tf.TensorSpec((batch, *shape[1:]), tf.float32, name=name)
     target = Path(folder) / SERVING_VERSION
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -336,8 +345,12 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
         raise BiomedError(f"unknown quantisation {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
     out = Path(out)
     model = load_keras_model(source.keras_file)
-    input_name, input_shape = input_spec(model)
-    extra: dict[str, Any] = {}
+    input_name, input_shape, side_inputs = input_spec(model)
+    if side_inputs and model_format != "keras":
+        raise BiomedError(f"model {source.model or model.name!r} takes the side inputs {side_inputs}, which "
+                          f"biomed predict computes from the record; export it with --format keras "
+                          f"(SavedModel and TFLite exports take the main input only)")
+    extra: dict[str, Any] = {"side_inputs": side_inputs} if side_inputs else {}
     output_name = "output_0"
     if model_format == "keras":
         model_file = "model.keras"

@@ -57,6 +57,7 @@ class ModelSpec:
     role: str = "deep"
     defaults: dict[str, Any] = field(default_factory=dict)
     phases: Callable[[Any, dict[str, Any]], list[TrainingPhase]] | None = None
+    side_inputs: tuple[str, ...] = ()
 
     def training_phases(self, model: Any, hyperparameters: dict[str, Any]) -> list[TrainingPhase]:
         """The phases to fit ``model`` in (one plain phase unless the model registered others)."""
@@ -81,12 +82,16 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(name: str, *, family: str, modality: str, role: str = "deep",
-                   phases: Callable[[Any, dict[str, Any]], list[TrainingPhase]] | None = None
-                   ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                   phases: Callable[[Any, dict[str, Any]], list[TrainingPhase]] | None = None,
+                   side_inputs: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register a builder under ``name``; its keyword defaults become the hyperparameters.
 
     ``phases(model, hyperparameters)`` optionally splits Keras training into
     phases (transfer learning: train the head, then unfreeze and fine-tune).
+    ``side_inputs`` names inputs the model takes beside its main one, each
+    computed from the samples by the function a plugin registered in
+    ``plugins.SIDE_INPUTS`` (in training and in ``biomed predict``); the Keras
+    model's input layers carry these names.
 
     Example:
         >>> @register_model("tiny", family="keras", modality="ecg")   # doctest: +SKIP
@@ -100,7 +105,7 @@ def register_model(name: str, *, family: str, modality: str, role: str = "deep",
             p.name: p.default for p in inspect.signature(builder).parameters.values()
             if p.name not in _RESERVED and p.default is not inspect.Parameter.empty
         }
-        _REGISTRY[name] = ModelSpec(name, builder, family, modality, role, defaults, phases)
+        _REGISTRY[name] = ModelSpec(name, builder, family, modality, role, defaults, phases, tuple(side_inputs))
         return builder
 
     return decorate

@@ -46,6 +46,9 @@ ReportSection = Callable[[list, Path], list]
 FolderSummary = Callable[[Path, str | None], dict[str, Any] | None]
 #: ``add(data_subparsers)``: adds one ``biomed data`` subcommand (its ``func`` default runs it).
 DataCommand = Callable[[argparse._SubParsersAction], None]
+#: ``compute(x, fs) -> (n, d) float32``: a side input derived from the samples ``x`` (e.g. expert
+#: features of ECG windows), fed to models that registered it beside their main input.
+SideInput = Callable[[np.ndarray, float | None], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ PREDICT_INPUTS: Registry[InputReader] = Registry("predict inputs of modality")
 REPORT_SECTIONS: Registry[ReportSection] = Registry("report section")
 FOLDER_SUMMARIES: Registry[FolderSummary] = Registry("folder summary")
 DATA_COMMANDS: Registry[DataCommand] = Registry("data command")
+SIDE_INPUTS: Registry[SideInput] = Registry("side input")
 
 _LOADED: list[str] = []
 

@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,7 @@ from pipelines.errors import BiomedError, RecordError
 from pipelines.export import load_keras_model
 from pipelines.model_card import CARD_NAME, card_model_file, check_card, read_card
 from pipelines.predictions import Predictions, Task
+from pipelines.side_inputs import compute_side_input, input_names
 
 log = logging.getLogger("biomed")
 
@@ -53,17 +54,31 @@ class Predictor(Protocol):
 
 
 class KerasPredictor:
-    """A ``.keras`` model, loaded in safe mode; ``jit_compile`` runs inference through XLA."""
+    """A ``.keras`` model, loaded in safe mode; ``jit_compile`` runs inference through XLA.
 
-    def __init__(self, path: Path, jit_compile: bool = False) -> None:
+    A model with side inputs (the card's ``side_inputs``) gets them computed from the
+    same model-ready inputs by the registered side-input functions, at the card's ``fs``.
+    """
+
+    def __init__(self, path: Path, jit_compile: bool = False, side_inputs: Sequence[str] = (),
+                 fs: float | None = None) -> None:
         self.model = load_keras_model(path)
-        self.input_shape = tuple(self.model.inputs[0].shape)
+        names = input_names(self.model)
+        main = [n for n in names if n not in side_inputs]
+        if len(main) != 1 or len(names) != len(side_inputs) + 1:
+            raise BiomedError(f"{path}: the model's inputs {names} do not match the card's side inputs "
+                              f"{list(side_inputs)} (expected them plus one main input)")
+        self.main, self.side_inputs, self.fs = main[0], list(side_inputs), fs
+        self.input_shape = tuple(self.model.inputs[names.index(self.main)].shape)
         self.n_outputs = int(self.model.outputs[0].shape[-1])
         if jit_compile:
             self.model.compile(jit_compile=True)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(x), np.float32)
+        if not self.side_inputs:
+            return np.asarray(self.model.predict_on_batch(x), np.float32)
+        inputs = {self.main: x, **{n: compute_side_input(n, x, self.fs) for n in self.side_inputs}}
+        return np.asarray(self.model.predict_on_batch(inputs), np.float32)
 
 
 class SavedModelPredictor:
@@ -152,7 +167,8 @@ def load_predictor(model: Path, jit_compile: bool = False, allow_savedmodel: boo
     card = read_card(card_file)
     artefact = card_model_file(model, card, card_file) if model.is_dir() else model
     if artefact.suffix == ".keras":
-        predictor = KerasPredictor(artefact, jit_compile)
+        predictor = KerasPredictor(artefact, jit_compile, card.get("side_inputs") or (),
+                                   (card.get("preprocess") or {}).get("fs"))
     elif artefact.suffix == ".tflite":
         predictor = TFLitePredictor(artefact)
     elif (artefact / "saved_model.pb").is_file():

@@ -58,8 +58,10 @@ def assign_splits(samples: SampleSet, cfg: SplitConfig) -> dict[str, np.ndarray]
 
 
 def split_samples(samples: SampleSet, assignment: dict[str, np.ndarray]) -> dict[str, SampleSet]:
-    """Cut a sample set into its splits by group membership."""
-    return {name: samples.subset(np.isin(samples.group, members)) for name, members in assignment.items()}
+    """Cut a sample set into its splits by group membership; only ``train`` keeps training-only windows."""
+    extra = np.zeros(len(samples), bool) if samples.train_only is None else samples.train_only
+    return {name: samples.subset(np.isin(samples.group, members) & ((name == "train") | ~extra))
+            for name, members in assignment.items()}
 
 
 def membership_table(samples: SampleSet, assignment: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ once, after training is finished).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from pipelines.modeling import ModelSpec, TrainingPhase
 from pipelines.predictions import Task
 from pipelines.runtime import artefact_dir, get_strategy, global_batch_size, set_precision, sync_moving_statistics
 from pipelines.samples import SampleSet
+from pipelines.side_inputs import dataset_inputs, with_side_inputs
 
 
 @dataclass
@@ -37,7 +39,11 @@ class FitResult:
 
 def fit_model(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],
               seed: int, out_dir: Path) -> FitResult:
-    """Build, fit and save one model, then predict val and test (test exactly once)."""
+    """Build, fit and save one model, then predict val and test (test exactly once).
+
+    The entry's own ``train`` overrides (e.g. its epochs) replace the config's ``train`` keys.
+    """
+    config = dataclasses.replace(config, train=config.train_config(entry))
     if spec.family == "sklearn":
         return _fit_sklearn(spec, entry, splits, seed, out_dir)
     return _fit_keras(spec, entry, config, splits, seed, out_dir)
@@ -76,6 +82,7 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
     from pipelines.tfdata import make_dataset
 
     strategy = get_strategy(config.runtime)
+    with_side_inputs(splits, spec.side_inputs)
     train = splits["train"]
     batch = global_batch_size(config.loader.batch_size, strategy.num_replicas_in_sync, config.runtime)
     model = build_keras(spec, entry.params, train, seed, strategy, config)
@@ -87,7 +94,8 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
         seconds = time.perf_counter() - start
         with atomic_path(write_dir / "model.keras") as tmp:
             model.save(tmp)
-    probs = {name: model.predict(make_dataset(splits[name], batch_size=batch, training=False), verbose=0)
+    probs = {name: model.predict(make_dataset(splits[name], batch_size=batch, training=False,
+                                              **dataset_inputs(model, splits[name])), verbose=0)
              for name in ("val", "test")}
     return FitResult(probs, epoch, seconds, int(model.count_params()), model)
 
@@ -139,8 +147,8 @@ def fit_keras(model: Any, phases: list[TrainingPhase], config: ExperimentConfig,
     augment = plugins.AUGMENTERS.get(config.data.modality)(loader, train.fs)
     train_ds = make_dataset(train, batch_size=batch_size, training=True, seed=seed,
                             shuffle_buffer=loader.shuffle_buffer, oversample=loader.balance == "oversample",
-                            augment=augment)
-    val_ds = make_dataset(val, batch_size=batch_size, training=False)
+                            augment=augment, **dataset_inputs(model, train))
+    val_ds = make_dataset(val, batch_size=batch_size, training=False, **dataset_inputs(model, val))
     weights = class_weights(train.y, len(train.classes)) if loader.balance == "class_weight" else None
     history, epoch = None, 0
     for number, phase in enumerate(phases, start=1):

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -53,6 +54,7 @@ from pipelines.runtime import get_strategy, global_batch_size, set_precision
 from pipelines.samples import SampleSet
 from pipelines.schema import to_dict
 from pipelines.search_space import check_space, declare_all, model_values
+from pipelines.side_inputs import with_side_inputs
 from pipelines.splits import split_samples
 from pipelines.training import build_keras, fit_keras
 from pipelines.tuning_results import plot_trials, trial_table
@@ -73,9 +75,11 @@ class SuiteHyperModel(kt.HyperModel):
 
     def __init__(self, config: ExperimentConfig, splits: dict[str, SampleSet], strategy: Any) -> None:
         super().__init__(name=config.tuning.model)
-        self.config, self.strategy = config, strategy
         self.entry = config.model_entry(config.tuning.model)
+        self.config = dataclasses.replace(config, train=config.train_config(self.entry))
+        self.strategy = strategy
         self.spec = get_model(self.entry.type)
+        with_side_inputs(splits, self.spec.side_inputs)
         self.train, self.val = splits["train"], splits["val"]
         self._fits: collections.Counter[str] = collections.Counter()
 

@@ -1,0 +1,64 @@
+"""Deep + knowledge: a conv network on the raw window fused with the window's expert features.
+
+On CinC 2017 the expert random forest beats the waveform-only networks through its
+RR-irregularity features, while the networks see morphology the features summarise
+coarsely. ``hybrid_cnn`` gives one network both: the conv front end of ``cnn`` reads
+the raw window, a dense branch reads the 41 expert features of the same window
+(:mod:`ecgnet.features`, fed as the ``expert_features`` side input, computed by the
+engine in training and by ``biomed predict`` from the raw record), and a dense head
+decides from the concatenation.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from ecgnet.features import FEATURE_NAMES
+from ecgnet.layers import SignedLog, classifier_head, conv_stack
+from pipelines.modeling import l1_l2, register_model
+
+FEATURES_INPUT = "expert_features"
+
+
+@register_model("hybrid_cnn", family="keras", modality="ecg", side_inputs=(FEATURES_INPUT,))
+def build_hybrid_cnn(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None = None,
+                     seed: int = 0, l1: float = 0.0, l2: float = 1e-4, dropout: float = 0.3,
+                     filters: int = 16, kernel_size: int = 7, depth: int = 4, pool_size: int = 4,
+                     feature_units: int = 64, feature_dropout: float = 0.2) -> keras.Model:
+    """Build the conv + expert-feature network.
+
+    Args:
+        input_shape: ``(T, 1)``.
+        n_classes: Number of output classes.
+        fs: Sampling rate in Hz (unused by the layers: the features were computed at it).
+        seed: Random seed of the weight initialisation.
+        l1: L1 strength on conv and dense kernels.
+        l2: L2 strength on conv and dense kernels.
+        dropout: Dropout rate before the output layer.
+        filters: Filters of the first conv block; doubled in every further block.
+        kernel_size: Convolution kernel length (samples).
+        depth: Number of conv blocks.
+        pool_size: Downsampling factor of every conv block.
+        feature_units: Width of the dense layers of the feature branch and of the fused head.
+        feature_dropout: Dropout after the feature branch.
+
+    Returns:
+        An uncompiled functional model with inputs ``ecg`` ``(B, T, 1)`` and
+        ``expert_features`` ``(B, 41)`` and output ``probs`` ``(B, n_classes)``.
+    """
+    keras.utils.set_random_seed(seed)
+    reg = l1_l2(l1, l2)
+    ecg = keras.Input(shape=input_shape, name="ecg")
+    features = keras.Input(shape=(len(FEATURE_NAMES),), name=FEATURES_INPUT)
+    wave = conv_stack(ecg, filters=filters, kernel_size=kernel_size, depth=depth, pool_size=pool_size,
+                      regularizer=reg)
+    wave = layers.GlobalAveragePooling1D(name="global_pool")(wave)
+    knowledge = layers.BatchNormalization(name="feature_norm")(SignedLog(name="feature_log")(features))
+    knowledge = layers.Dense(feature_units, activation="relu", kernel_regularizer=reg,
+                             name="feature_dense")(knowledge)
+    knowledge = layers.Dropout(feature_dropout, name="feature_dropout")(knowledge)
+    fused = layers.Concatenate(name="fuse")([wave, knowledge])
+    fused = layers.Dense(feature_units, activation="relu", kernel_regularizer=reg, name="fused_dense")(fused)
+    return keras.Model({"ecg": ecg, FEATURES_INPUT: features},
+                       classifier_head(fused, n_classes, dropout=dropout, regularizer=reg), name="hybrid_cnn")
