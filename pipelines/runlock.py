@@ -22,8 +22,11 @@ LOCK_NAME = ".biomed.lock"
 RUN_MARKER = "config.yaml"
 
 
-def check_run_folder(run_dir: Path) -> None:
+def check_run_folder(run_dir: Path, owned: tuple[str, ...] = ()) -> None:
     """Refuse ``run_dir`` when it is a file, or a non-empty folder without a biomed ``config.yaml``.
+
+    ``owned`` names entries biomed itself may create before ``config.yaml`` (e.g. the search
+    folder that distributed tuning workers open while the chief is starting).
 
     Raises:
         BiomedError: naming the folder and what was expected.
@@ -32,7 +35,7 @@ def check_run_folder(run_dir: Path) -> None:
         raise BiomedError(f"--out {run_dir}: is a file, expected a run folder (new or from an earlier biomed run)")
     if not run_dir.is_dir() or (run_dir / RUN_MARKER).is_file():
         return
-    others = [p.name for p in run_dir.iterdir() if not p.name.startswith(LOCK_NAME)]
+    others = [p.name for p in run_dir.iterdir() if not p.name.startswith(LOCK_NAME) and p.name not in owned]
     if others:
         raise BiomedError(f"--out {run_dir}: not empty and not a biomed run folder (no {RUN_MARKER}; holds "
                           f"{len(others)} item(s), e.g. {sorted(others)[0]!r}); choose a new or empty folder")

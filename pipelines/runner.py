@@ -41,7 +41,7 @@ def default_run_dir(config: ExperimentConfig) -> Path:
 
 
 def start_run_dir(config: ExperimentConfig, run_dir: Path, *,
-                  may_change: tuple[tuple[str, ...], ...] = ()) -> None:
+                  may_change: tuple[tuple[str, ...], ...] = (), owned: tuple[str, ...] = ()) -> None:
     """Create the run folder and write the resolved config; refuse a folder of another config.
 
     Args:
@@ -49,8 +49,9 @@ def start_run_dir(config: ExperimentConfig, run_dir: Path, *,
         run_dir: The run folder.
         may_change: Config keys (as paths, e.g. ``("tuning", "max_trials")``) that may differ
             from the folder's stored config; the new value is stored.
+        owned: Entries biomed may have created in ``run_dir`` before its ``config.yaml``.
     """
-    check_run_folder(run_dir)
+    check_run_folder(run_dir, owned)
     run_dir.mkdir(parents=True, exist_ok=True)
     existing = run_dir / "config.yaml"
     text = config_to_yaml(config)

@@ -236,7 +236,7 @@ def tune(config: ExperimentConfig, run_dir: Path, *, overwrite: bool = False) ->
     if writer and overwrite and (run_dir / SEARCH_DIR).is_dir():
         shutil.rmtree(run_dir)
     if writer:  # more trials extend a finished search
-        start_run_dir(config, run_dir, may_change=(("tuning", "max_trials"),))
+        start_run_dir(config, run_dir, may_change=(("tuning", "max_trials"),), owned=(SEARCH_DIR,))
     data = prepare_data(config)
     if writer:
         write_data_artifacts(config, data, run_dir)
