@@ -14,10 +14,16 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+from sklearn.tree._tree import Tree
 
 from ecgnet.features import ECGFeatureExtractor
 from ecgnet.rpeaks import DEFAULT_METHOD
 from pipelines.modeling import register_model
+
+#: Every class a fitted expert baseline holds: what a ``.skops`` file of one may contain.
+BASELINE_TYPES: tuple[type, ...] = (Pipeline, ECGFeatureExtractor, SimpleImputer, StandardScaler,
+                                    LogisticRegression, RandomForestClassifier, DecisionTreeClassifier, Tree)
 
 
 def _feature_pipeline(fs: float | None, n_classes: int, classifier: Any,

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import wfdb
 
 from pipelines import cache
 from pipelines.config import AnnotatedConfig, DataConfig, PreprocessConfig, TaskConfig, config_hash
 from ecgnet.sources import (Listing, RecordRef, cinc2017_labels_file, list_annotated_records,
-                                   list_labelled_records, read_rhythm_intervals, read_signal)
+                                   list_labelled_records, read_header, read_rhythm_intervals, read_signal)
 from pipelines.errors import DataError, RecordError
 from ecgnet.preprocess import clean_signal, make_windows, preprocess_record
 from ecgnet.synthetic import synthesize_records
@@ -167,8 +166,8 @@ def check_window_fits(refs: list[RecordRef], pre: PreprocessConfig, *, annotated
     seconds = {}
     for ref in refs:
         try:
-            header = wfdb.rdheader(ref.path)
-        except Exception:  # reported per record when it is decoded
+            header = read_header(ref.path)
+        except RecordError:  # reported per record when it is decoded
             continue
         if header.sig_len and header.fs:
             seconds[ref.record] = header.sig_len / header.fs

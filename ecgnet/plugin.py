@@ -14,6 +14,7 @@ import numpy as np
 
 import ecgnet.models  # noqa: F401  (registers the ECG models and baselines)
 from ecgnet.augment import training_augmenter
+from ecgnet.baselines import BASELINE_TYPES
 from ecgnet.commands import add_download_command, add_synth_command, folder_summary
 from ecgnet.dataset import load_ecg_samples
 from ecgnet.features import expert_feature_matrix
@@ -30,7 +31,8 @@ def load_source(data: DataConfig, progress: Callable[[int, int], None] | None = 
 
 
 def register() -> None:
-    """Register the ECG sources, augmentation, predict inputs, folder summaries and data commands."""
+    """Register the ECG sources, augmentation, predict inputs, folder summaries, data commands and the
+    classes of the expert baselines (trusted in their ``.skops`` exports)."""
     for source in ECG_SOURCES:
         plugins.SOURCES.add(source, load_source)
     plugins.AUGMENTERS.add("ecg", training_augmenter)
@@ -39,3 +41,5 @@ def register() -> None:
     plugins.FOLDER_SUMMARIES.add("ecg", folder_summary)
     plugins.DATA_COMMANDS.add("synth-ecg", add_synth_command)
     plugins.DATA_COMMANDS.add("download", add_download_command)
+    for cls in BASELINE_TYPES:
+        plugins.SKOPS_TYPES.add(plugins.type_name(cls), cls)

@@ -4,6 +4,12 @@ A source lists :class:`RecordRef` entries (cheap: no signal is decoded) plus the
 problems found while listing (duplicate ids, missing files); ``read_signal``
 decodes one record and raises :class:`RecordError` with a readable reason when
 the record is unusable.
+
+Decoding has a fast path for the common layout (CinC 2017's ``.mat`` files, the
+synthetic ``.dat`` files): a single-segment header whose signals are all format
+16 in one file. The header is parsed here and the int16 payload read with numpy,
+then converted to physical units exactly as ``wfdb`` does; any other layout, or
+a file that does not match its header, goes through ``wfdb.rdrecord``.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,18 +144,120 @@ def list_annotated_records(folder: str | Path, records: list[str] | None, annota
     return Listing(refs, problems)
 
 
+@dataclass(frozen=True)
+class RecordHeader:
+    """What decoding needs from a WFDB header.
+
+    Attributes:
+        n_sig: number of signals.
+        fs: sampling rate in Hz.
+        sig_len: samples per signal (None when the header omits it).
+        int16_file: the one signal file when every signal is format 16 in it (the fast path), else None.
+        byte_offset: where the samples start in ``int16_file``.
+        gains: ADC gain per signal (digital units per physical unit).
+        baselines: digital value of physical zero per signal.
+    """
+
+    n_sig: int
+    fs: float
+    sig_len: int | None
+    int16_file: str | None = None
+    byte_offset: int = 0
+    gains: tuple[float, ...] = ()
+    baselines: tuple[int, ...] = ()
+
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_RECORD_LINE = re.compile(rf"^[^\s/]+ (\d+) ({_NUMBER}) (\d+)(?: .*)?$")
+_SIGNAL_LINE = re.compile(rf"^(\S+) 16(?:\+(\d+))? ({_NUMBER})(?:\((-?\d+)\))?(?:/\S*)?(?: \d+ (-?\d+))?(?: .*)?$")
+_MAT_INT16 = 30          # MATLAB v4 type code: little-endian, int16, numeric full matrix
+_WFDB_INT16_NAN = -32768  # format 16's "no sample" value, NaN in physical units
+
+
+def read_header(path: str) -> RecordHeader:
+    """Parse the WFDB header ``path.hea``; plain single-segment format-16 headers are parsed here.
+
+    Other headers (other formats, several files, samples per frame, skew, multi-segment, a missing
+    gain) are read with ``wfdb.rdheader`` and have no fast path.
+
+    Raises:
+        RecordError: the header cannot be read.
+    """
+    try:
+        with open(f"{path}.hea", encoding="ascii") as handle:
+            lines = [line.strip() for line in handle if line.strip() and not line.lstrip().startswith("#")]
+        header = _parse_plain_header(lines)
+    except (OSError, UnicodeDecodeError):
+        header = None
+    if header is not None:
+        return header
+    try:
+        wfdb_header = wfdb.rdheader(path)
+    except Exception as err:  # wfdb raises many types for broken headers
+        raise RecordError(f"unreadable header: {_short(err)}") from None
+    return RecordHeader(wfdb_header.n_sig, float(wfdb_header.fs), wfdb_header.sig_len)
+
+
+def _parse_plain_header(lines: list[str]) -> RecordHeader | None:
+    """A header whose signals are all format 16 in one file, with explicit gains; None otherwise."""
+    record = _RECORD_LINE.match(" ".join(lines[0].split())) if lines else None
+    if record is None:
+        return None
+    n_sig, fs, sig_len = int(record[1]), float(record[2]), int(record[3])
+    signals = [_SIGNAL_LINE.match(" ".join(line.split())) for line in lines[1:1 + n_sig]]
+    if n_sig < 1 or len(signals) != n_sig or not all(signals) or fs <= 0 or sig_len < 1:
+        return None
+    if len({m[1] for m in signals}) != 1 or len({m[2] for m in signals}) != 1:
+        return None
+    gains = tuple(float(m[3]) or 200.0 for m in signals)   # wfdb: a gain of 0 means 200
+    baselines = tuple(int(m[4] if m[4] is not None else m[5] or 0) for m in signals)  # default: ADC zero
+    return RecordHeader(n_sig, fs, sig_len, signals[0][1], int(signals[0][2] or 0), gains, baselines)
+
+
+def _read_int16(path: str, header: RecordHeader, channel: int) -> np.ndarray | None:
+    """The fast path: one channel in physical units as ``wfdb.rdrecord`` computes it, or None when
+    the signal file does not match its header exactly (then wfdb decides)."""
+    file = Path(path).parent / header.int16_file
+    n_values = header.n_sig * header.sig_len
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(header.byte_offset)
+            data = np.fromfile(handle, dtype="<i2")
+    except OSError:
+        return None
+    if len(data) != n_values or (file.suffix == ".mat" and not _is_mat_int16(head, header)):
+        return None
+    digital = data.reshape(header.sig_len, header.n_sig)[:, channel]
+    signal = digital.astype(np.float64)
+    np.subtract(signal, header.baselines[channel], signal)
+    np.divide(signal, header.gains[channel], signal)
+    signal[digital == _WFDB_INT16_NAN] = np.nan
+    return signal
+
+
+def _is_mat_int16(head: bytes, header: RecordHeader) -> bool:
+    """Whether ``head`` is the MATLAB v4 header of an int16 matrix of n_sig rows × sig_len columns
+    ending exactly where the WFDB header says the samples start."""
+    if len(head) < 20:
+        return False
+    kind, rows, cols, imaginary, name_length = np.frombuffer(head[:20], "<i4")
+    return (kind == _MAT_INT16 and rows == header.n_sig and cols == header.sig_len and imaginary == 0
+            and 20 + name_length == header.byte_offset)
+
+
 def read_signal(ref: RecordRef, channel: int = 0) -> tuple[np.ndarray, float]:
     """Decode one channel of a record in physical units; returns (signal, fs).
 
     Raises:
         RecordError: unreadable or truncated files, header/data length mismatch, missing channel.
     """
-    try:
-        header = wfdb.rdheader(ref.path)
-    except Exception as err:  # wfdb raises many types for broken headers
-        raise RecordError(f"unreadable header: {_short(err)}") from None
+    header = read_header(ref.path)
     if channel >= header.n_sig:
         raise RecordError(f"channel {channel} requested but the record has {header.n_sig} signal(s)")
+    if header.int16_file is not None:
+        signal = _read_int16(ref.path, header, channel)
+        if signal is not None:
+            return signal, header.fs
     try:
         rec = wfdb.rdrecord(ref.path, channels=[channel])
     except Exception as err:

@@ -12,14 +12,18 @@ from imaging.augment import training_augmenter
 from imaging.data import load_image_samples
 from imaging.gradcam import gradcam_section
 from imaging.inputs import IMAGE_INPUTS
+from imaging.models.pixel_lr import PIXEL_LR_TYPES
 from pipelines import plugins
 from pipelines.config import IMAGE_SOURCES
 
 
 def register() -> None:
-    """Register the image sources, augmentation, predict inputs and the Grad-CAM report section."""
+    """Register the image sources, augmentation, predict inputs, the Grad-CAM report section and the
+    classes of ``pixel_lr`` (trusted in its ``.skops`` exports)."""
     for source in IMAGE_SOURCES:
         plugins.SOURCES.add(source, load_image_samples)
     plugins.AUGMENTERS.add("image", training_augmenter)
     plugins.PREDICT_INPUTS.add("image", IMAGE_INPUTS)
     plugins.REPORT_SECTIONS.add("gradcam", gradcam_section)
+    for cls in PIXEL_LR_TYPES:
+        plugins.SKOPS_TYPES.add(plugins.type_name(cls), cls)

@@ -127,13 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--worker-id", help="this worker's id, e.g. tuner1 (distributed mode)")
     tune.set_defaults(func=_cmd_tune)
 
-    export = sub.add_parser("export", help="export a trained model (.keras, SavedModel, TFLite)",
+    export = sub.add_parser("export", help="export a trained model (.keras, SavedModel, TFLite, .skops)",
                             description="Export a model of a run folder (or a .keras file) for deployment, "
                                         "with a model_card.json describing inputs, classes and threshold.")
     export.add_argument("source", help="run folder, model folder (models/<model>/seed_<k>) or .keras file")
-    export.add_argument("--model", help="model name inside a run folder (default: best by ROC-AUC)")
+    export.add_argument("--model", help="model name inside a run folder (default: best validation ROC-AUC)")
     export.add_argument("--seed", type=int, help="seed inside a run folder (default: best)")
-    export.add_argument("--format", choices=["keras", "savedmodel", "tflite"], default="keras")
+    export.add_argument("--format", choices=["keras", "savedmodel", "tflite", "skops"], default="keras",
+                        help="keras, savedmodel, tflite (Keras models) or skops (scikit-learn baselines)")
     export.add_argument("--quantize", choices=["dynamic", "float16", "int8"],
                         help="TFLite quantisation (int8 uses a representative set from the training split)")
     export.add_argument("--out", required=True, help="output folder")
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="predict new ECG records or images with an exported model",
                              description="Score WFDB records (any length; sliding windows aggregated per "
                                          "record) or images (files or folders) and write a CSV.")
-    predict.add_argument("model", help="exported model folder (with model_card.json) or .keras/.tflite file")
+    predict.add_argument("model", help="exported model folder (with model_card.json) or .keras/.tflite/.skops file")
     predict.add_argument("inputs", nargs="+", help="WFDB record paths/folders or image files/folders")
     predict.add_argument("--out", default="predictions.csv")
     predict.add_argument("--per-window", action="store_true", help="also write per-window scores")

@@ -1,17 +1,20 @@
-"""``biomed export``: a trained Keras model as ``.keras``, SavedModel or TFLite, with a model card.
+"""``biomed export``: a trained model with its model card: Keras models as ``.keras``, SavedModel or
+TFLite, scikit-learn baselines as ``.skops``.
 
-Sources are a run folder (the best Keras model × seed by record-level test
-ROC-AUC unless ``--model``/``--seed`` are given), a model folder
-``models/<model>/seed_<k>`` or a bare ``.keras`` file (its card then lacks the
-run's preprocessing, classes and metrics). Models are always loaded with
-``safe_mode=True``, so a ``.keras`` file cannot run arbitrary code (``Lambda``
-layers are refused).
+Sources are a run folder (the model × seed of the format's family with the best
+record-level validation ROC-AUC unless ``--model``/``--seed`` are given), a
+model folder ``models/<model>/seed_<k>`` or a bare ``.keras`` file (its card
+then lacks the run's preprocessing, classes and metrics). Nothing loaded runs
+code: ``.keras`` files load with ``safe_mode=True`` (``Lambda`` layers are
+refused) and ``.skops`` files only when every type they hold is on an explicit
+allow-list (:func:`load_skops_model`); pickle and joblib files are never loaded.
 
 Layout of ``--out DIR``::
 
     keras:      DIR/model.keras            DIR/model_card.json
     savedmodel: DIR/1/saved_model.pb ...   DIR/model_card.json   (TF Serving version folder)
     tflite:     DIR/model.tflite           DIR/model_card.json
+    skops:      DIR/model.skops            DIR/model_card.json   (scikit-learn Pipeline)
 
 TFLite is converted from a SavedModel exported for the purpose. The converter
 runs in a child process because it can crash the interpreter (seen: int8
@@ -27,6 +30,7 @@ import math
 import multiprocessing
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +43,22 @@ from pipelines.artifacts import atomic_path
 from pipelines.config import ExperimentConfig, load_config
 from pipelines.datasets import prepare_data
 from pipelines.errors import BiomedError
+from pipelines.metrics import validation_roc_auc
 from pipelines.model_card import SELECTION_NOTE, build_card, write_card
+from pipelines.predictions import Task, read_predictions
 from pipelines.side_inputs import input_names
 
 log = logging.getLogger("biomed")
 
-FORMATS = ("keras", "savedmodel", "tflite")
+FORMATS = ("keras", "savedmodel", "tflite", "skops")
+#: The model family each format exports, and the artefact of that family in a model folder.
+FORMAT_FAMILY = {"keras": "keras", "savedmodel": "keras", "tflite": "keras", "skops": "sklearn"}
+ARTEFACTS = {"keras": "model.keras", "sklearn": "model.skops"}
+#: Types a ``.skops`` file may hold besides those the plugins register (``plugins.SKOPS_TYPES``):
+#: plain containers, numpy arrays and their scalar types.
+SKOPS_BASE_TYPES = tuple(plugins.type_name(t) for t in (
+    dict, list, tuple, str, int, float, bool, type(None), np.ndarray, np.dtype, np.bool_, np.int8, np.int16,
+    np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.float16, np.float32, np.float64))
 QUANTIZATIONS = ("dynamic", "float16", "int8")
 SERVING_VERSION = "1"
 SIGNATURE = "serving_default"
@@ -57,64 +71,84 @@ TFLITE_ATTEMPTS = (("builtins", None), ("builtins", 1), ("builtins+select_tf_ops
 
 @dataclass
 class ExportSource:
-    """The Keras model to export and where it comes from.
+    """The model to export and where it comes from.
 
     Attributes:
-        keras_file: the ``model.keras`` file.
+        model_file: the ``model.keras`` or ``model.skops`` file.
         run_dir: the run folder, or None for a bare ``.keras`` file.
         model: model label inside the run.
         seed: training seed inside the run.
         selection: how the model × seed was chosen (for the card).
     """
 
-    keras_file: Path
+    model_file: Path
     run_dir: Path | None = None
     model: str | None = None
     seed: int | None = None
     selection: str | None = None
 
 
-def resolve_source(source: Path, model: str | None = None, seed: int | None = None) -> ExportSource:
-    """Find the ``.keras`` file of a run folder, model folder or file.
+def resolve_source(source: Path, model: str | None = None, seed: int | None = None,
+                   model_format: str = "keras") -> ExportSource:
+    """Find the model file of a run folder, model folder or ``.keras`` file to export in ``model_format``.
 
     Raises:
-        BiomedError: nothing exportable there, or a scikit-learn model.
+        BiomedError: nothing exportable in that format there.
     """
-    source = Path(source)
+    source, family = Path(source), _family(model_format)
     if source.is_file():
-        if source.suffix != ".keras":
-            raise BiomedError(f"{source}: only Keras models (.keras) can be exported")
         if (source.parent / "info.json").is_file():
-            return _model_folder_source(source.parent)
+            return _model_folder_source(source.parent, family)
+        if source.suffix != ".keras" or family != "keras":
+            raise BiomedError(f"{source}: a bare file exports only as a Keras model (.keras); export a "
+                              f"scikit-learn baseline from its run or model folder (its card needs the run's "
+                              f"preprocessing)")
         return ExportSource(source, selection="a bare .keras file")
     if (source / "config.yaml").is_file() and (source / "metrics.csv").is_file():
-        label, best_seed, selection = select_model(source, model, seed)
-        return _model_folder_source(source / "models" / label / f"seed_{best_seed}", selection)
+        label, best_seed, selection = select_model(source, model, seed, family)
+        return _model_folder_source(source / "models" / label / f"seed_{best_seed}", family, selection)
     if (source / "info.json").is_file():
-        return _model_folder_source(source)
+        return _model_folder_source(source, family)
     raise BiomedError(f"{source}: not a run folder (config.yaml + metrics.csv), a model folder "
                       f"(models/<model>/seed_<k>) or a .keras file")
 
 
-def _model_folder_source(folder: Path, selection: str = "given model folder") -> ExportSource:
-    keras_file = folder / "model.keras"
-    if not keras_file.is_file():
-        kind = "a scikit-learn baseline (model.joblib)" if (folder / "model.joblib").is_file() else "no model"
-        raise BiomedError(f"{folder} holds {kind}; only Keras models can be exported")
+def _family(model_format: str) -> str:
+    if model_format not in FORMATS:
+        raise BiomedError(f"unknown export format {model_format!r}; choose one of {', '.join(FORMATS)}")
+    return FORMAT_FAMILY[model_format]
+
+
+def _model_folder_source(folder: Path, family: str, selection: str = "given model folder") -> ExportSource:
+    model_file = folder / ARTEFACTS[family]
+    if not model_file.is_file():
+        other = next((f for f in ARTEFACTS.values() if (folder / f).is_file()), None)
+        if other:
+            formats = [f for f, fam in FORMAT_FAMILY.items() if ARTEFACTS[fam] == other]
+            hint = f"it holds {other}: export it with --format {' or '.join(formats)}"
+        elif (folder / "model.joblib").is_file():
+            hint = ("it holds model.joblib, which biomed never loads (joblib runs code on load); retrain the "
+                    "baseline with this version to get model.skops")
+        else:
+            hint = "it holds no trained model"
+        raise BiomedError(f"{folder}: no {ARTEFACTS[family]} to export; {hint}")
     run_dir = folder.parents[2] if (folder.parents[2] / "config.yaml").is_file() else None
     seed = int(folder.name.removeprefix("seed_")) if folder.name.startswith("seed_") else None
-    return ExportSource(keras_file, run_dir, folder.parent.name, seed, selection)
+    return ExportSource(model_file, run_dir, folder.parent.name, seed, selection)
 
 
-def select_model(run_dir: Path, model: str | None, seed: int | None) -> tuple[str, int, str]:
+def select_model(run_dir: Path, model: str | None, seed: int | None, family: str = "keras"
+                 ) -> tuple[str, int, str]:
     """The (model label, seed) to export from a run folder, and how it was chosen.
 
-    Among Keras models (those with a ``model.keras``) matching ``model``/``seed``,
-    the best record-level test ROC-AUC (macro ROC-AUC for multi-class tasks).
+    Among the models of ``family`` (those with a ``model.keras``, or a ``model.skops``)
+    matching ``model``/``seed``, the best record-level **validation** ROC-AUC (macro
+    ROC-AUC for multi-class tasks) computed from each ``predictions.csv``; the test
+    split plays no part in the choice.
     """
     metrics = pd.read_csv(run_dir / "metrics.csv")
     rows = metrics[metrics["level"] == "record"]
-    rows = rows[[(run_dir / "models" / m / f"seed_{s}" / "model.keras").is_file()
+    rows = rows[[(run_dir / "models" / m / f"seed_{s}" / ARTEFACTS[family]).is_file()
                  for m, s in zip(rows["model"], rows["seed"])]]
     if model is not None:
         rows = rows[rows["model"] == model]
@@ -122,13 +156,67 @@ def select_model(run_dir: Path, model: str | None, seed: int | None) -> tuple[st
         rows = rows[rows["seed"] == seed]
     if rows.empty:
         available = sorted(set(metrics["model"]))
-        raise BiomedError(f"{run_dir}: no trained Keras model matches model={model!r} seed={seed!r} "
-                          f"(models in metrics.csv: {', '.join(available)}; scikit-learn baselines "
-                          f"cannot be exported)")
-    column = "roc_auc" if "roc_auc" in rows and rows["roc_auc"].notna().any() else "macro_roc_auc"
-    best = rows.sort_values(column, ascending=False, na_position="last").iloc[0]
-    chosen = model is not None and seed is not None
-    return str(best["model"]), int(best["seed"]), "given --model/--seed" if chosen else SELECTION_NOTE
+        kind = "Keras model" if family == "keras" else "scikit-learn baseline (--format skops)"
+        raise BiomedError(f"{run_dir}: no trained {kind} matches model={model!r} seed={seed!r} "
+                          f"(models in metrics.csv: {', '.join(available)}; Keras models export with --format "
+                          f"keras, savedmodel or tflite, scikit-learn baselines with --format skops)")
+    if model is not None and seed is not None:
+        return model, seed, "given --model/--seed"
+    config = load_config(run_dir / "config.yaml", check_data=False)
+    scores = [validation_roc_auc(read_predictions(
+        str(run_dir / "models" / m / f"seed_{s}" / "predictions.csv"),
+        Task.of(config.data.task.classes, config.data.task.positive)))
+        for m, s in zip(rows["model"], rows["seed"])]
+    best = rows.iloc[int(np.argmax(np.nan_to_num(scores, nan=-np.inf)))]
+    return str(best["model"]), int(best["seed"]), SELECTION_NOTE
+
+
+def load_skops_model(path: Path) -> Any:
+    """Load a ``.skops`` file only if every type in it is on the allow-list; nothing else is trusted.
+
+    The allow-list is :data:`SKOPS_BASE_TYPES` plus the classes the plugins register
+    (``plugins.SKOPS_TYPES``: the expert baselines' pipelines). The file's schema is read as
+    JSON (no code runs) and skops' own check of untrusted types must agree.
+
+    Raises:
+        BiomedError: the file is missing, not a skops file, or holds a type off the allow-list.
+    """
+    import skops.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise BiomedError(f"model file {path} does not exist")
+    allowed = set(SKOPS_BASE_TYPES) | {name for name, _ in plugins.SKOPS_TYPES.items()}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            schema = json.loads(archive.read("schema.json"))
+        untrusted = skops.io.get_untrusted_types(file=path)
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BiomedError(f"{path}: not a skops file ({type(err).__name__}: {str(err)[:120]})") from None
+    refused = sorted((_schema_types(schema) | set(untrusted)) - allowed)
+    if refused:
+        raise BiomedError(f"{path}: refused to load: it holds type(s) outside biomed's allow-list: "
+                          f"{', '.join(refused[:5])}{' ...' if len(refused) > 5 else ''}; only the "
+                          f"scikit-learn pipelines biomed trains are loaded")
+    try:
+        return skops.io.load(path, trusted=untrusted)
+    except Exception as err:  # skops raises many types for damaged files
+        raise BiomedError(f"cannot load {path}: {type(err).__name__}: {str(err)[:200]}") from None
+
+
+def _schema_types(node: Any) -> set[str]:
+    """Every ``module.Class`` named in a skops schema (objects, functions, types, dtypes)."""
+    found: set[str] = set()
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if "__class__" in item or "__module__" in item:
+                found.add(f"{item.get('__module__')}.{item.get('__class__')}")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def load_keras_model(path: Path) -> Any:
@@ -329,7 +417,7 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
 
     Args:
         source: what to export (see :func:`resolve_source`).
-        model_format: "keras", "savedmodel" or "tflite".
+        model_format: "keras", "savedmodel", "tflite" (Keras models) or "skops" (scikit-learn baselines).
         out: the export folder.
         quantize: TFLite quantisation (None, "dynamic", "float16", "int8").
         isolated: convert TFLite in a child process (protects against converter crashes).
@@ -337,14 +425,16 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
     Returns:
         The path of the written ``model_card.json``.
     """
-    if model_format not in FORMATS:
-        raise BiomedError(f"unknown export format {model_format!r}; choose one of {', '.join(FORMATS)}")
+    if _family(model_format) != ("sklearn" if source.model_file.suffix == ".skops" else "keras"):
+        raise BiomedError(f"{source.model_file} cannot be exported as {model_format}")
     if quantize is not None and model_format != "tflite":
         raise BiomedError("--quantize applies to --format tflite only")
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise BiomedError(f"unknown quantisation {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
     out = Path(out)
-    model = load_keras_model(source.keras_file)
+    if model_format == "skops":
+        return _export_skops(source, out)
+    model = load_keras_model(source.model_file)
     input_name, input_shape, side_inputs = input_spec(model)
     if side_inputs and model_format != "keras":
         raise BiomedError(f"model {source.model or model.name!r} takes the side inputs {side_inputs}, which "
@@ -368,12 +458,33 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
         representative = (representative_windows(source.run_dir)
                           if quantize == "int8" and source.run_dir is not None else None)
         convert = convert_tflite_isolated if isolated else convert_tflite
-        extra["tflite"] = convert(source.keras_file, out / model_file, quantize, representative)
+        extra["tflite"] = convert(source.model_file, out / model_file, quantize, representative)
     return write_card(out, build_card(
         model_format=model_format, model_file=model_file, input_name=input_name, input_shape=input_shape,
-        output_name=output_name, n_outputs=int(model.outputs[0].shape[-1]), source_file=source.keras_file,
+        output_name=output_name, n_outputs=int(model.outputs[0].shape[-1]), source_file=source.model_file,
         model=source.model, seed=source.seed, selection=source.selection, extra=extra,
         **_run_fields(source)))
+
+
+def _export_skops(source: ExportSource, out: Path) -> Path:
+    """Copy a run's ``model.skops`` (checked by loading it as predict will) and write its card.
+
+    The card's input is the run's preprocessed window (ECG) or image: the pipeline
+    computes its features itself, so predict feeds it exactly what training did.
+    """
+    if source.run_dir is None:
+        raise BiomedError(f"{source.model_file}: a scikit-learn baseline exports from its run folder only")
+    load_skops_model(source.model_file)
+    fields = _run_fields(source)
+    data = fields["config"].data
+    shape = ([None, data.preprocess.window_samples, 1] if data.modality == "ecg"
+             else [None, *data.image.image_size, data.image.channels])
+    with atomic_path(out / ARTEFACTS["sklearn"]) as tmp:
+        shutil.copyfile(source.model_file, tmp)
+    return write_card(out, build_card(
+        model_format="skops", model_file=ARTEFACTS["sklearn"], input_name=data.modality, input_shape=shape,
+        output_name="predict_proba", n_outputs=len(data.task.classes), source_file=source.model_file,
+        model=source.model, seed=source.seed, selection=source.selection, **fields))
 
 
 def _run_fields(source: ExportSource) -> dict[str, Any]:
@@ -401,9 +512,9 @@ def _json_value(value: Any) -> Any:
 
 def export_command(args: argparse.Namespace) -> None:
     """``biomed export``: resolve the source, export it and print where it went."""
-    source = resolve_source(Path(args.source), args.model, args.seed)
+    source = resolve_source(Path(args.source), args.model, args.seed, args.format)
     card = export_model(source, args.format, Path(args.out), args.quantize)
-    what = f"{source.model} seed {source.seed}" if source.model else str(source.keras_file)
+    what = f"{source.model} seed {source.seed}" if source.model else str(source.model_file)
     log.info(f"exported {what} as {args.format}{f' ({args.quantize})' if args.quantize else ''} "
              f"into {args.out} (card: {card})")
     if source.selection == SELECTION_NOTE:

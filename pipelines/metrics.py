@@ -111,6 +111,18 @@ def validation_threshold(predictions: Predictions) -> float:
     return choose_threshold(val.is_positive, val.scores) if len(val) else 0.5
 
 
+def validation_roc_auc(predictions: Predictions) -> float:
+    """Record-level ROC-AUC on the validation rows (macro one-vs-rest for multi-class tasks; NaN if undefined).
+
+    The score :mod:`pipelines.export` chooses a model × seed by: never the test split.
+    """
+    val = predictions.by_record().subset("val")
+    if predictions.task.binary:
+        labels = val.is_positive
+        return float(roc_auc_score(labels, val.scores)) if np.unique(labels).size == 2 else np.nan
+    return multiclass_metrics(val.y_true, val.probs, list(predictions.task.classes))["macro_roc_auc"]
+
+
 def evaluate_predictions(predictions: Predictions) -> list[dict[str, Any]]:
     """Test-set metrics of one model × seed, one flat dict per level ("window", "record").
 

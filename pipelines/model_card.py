@@ -23,8 +23,8 @@ from pipelines.schema import from_dict, to_dict
 
 CARD_NAME = "model_card.json"
 SCHEMA = "biomed-model-card/1"
-SELECTION_NOTE = ("best record-level test ROC-AUC in metrics.csv (the run stores test metrics only, "
-                  "so this choice is optimistic; prefer --model/--seed chosen on validation)")
+SELECTION_NOTE = ("best record-level validation ROC-AUC (macro for multi-class tasks) among the run's "
+                  "models of the export format's family; the test split played no part in the choice")
 
 
 def describe_input(modality: str, shape: list[int | None], config: ExperimentConfig | None) -> str:
@@ -53,7 +53,7 @@ def build_card(*, model_format: str, model_file: str, input_name: str, input_sha
     """Assemble the card of one export.
 
     Args:
-        model_format: "keras", "savedmodel" or "tflite".
+        model_format: "keras", "savedmodel", "tflite" or "skops".
         model_file: the artefact's path relative to the export folder.
         input_name: name of the model input (the serving signature's input key).
         input_shape: input shape with ``None`` for the batch axis.
@@ -61,7 +61,7 @@ def build_card(*, model_format: str, model_file: str, input_name: str, input_sha
         n_outputs: number of classes the model scores.
         config: the run's resolved config (None for a bare ``.keras`` file).
         run_dir: the run folder the model comes from, if any.
-        source_file: the ``.keras`` file exported.
+        source_file: the model file exported (``.keras`` or ``.skops``).
         model: model label inside the run.
         seed: training seed inside the run.
         threshold: record-level decision threshold chosen on validation (binary tasks).

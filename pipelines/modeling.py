@@ -19,6 +19,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from pipelines.errors import ConfigError, suggest
 from pipelines.plugins import load_plugins
 
@@ -134,6 +136,15 @@ def check_hyperparameters(model: str, hyperparameters: dict[str, Any]) -> None:
             raise ConfigError(f"model {model!r} has no hyperparameter {key!r}"
                               f"{suggest(key, spec.defaults)}; valid: "
                               f"{', '.join(spec.hyperparameter_names)}")
+
+
+def sklearn_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
+    """A scikit-learn model's float32 ``predict_proba`` with a column for every class (0 for classes
+    it never saw in training), as training and ``biomed predict`` both compute it."""
+    proba = model.predict_proba(x)
+    full = np.zeros((len(x), n_classes), np.float32)
+    full[:, model.classes_.astype(int)] = proba
+    return full
 
 
 def l1_l2(l1: float = 0.0, l2: float = 0.0) -> Any:

@@ -17,6 +17,7 @@ Example (a plugin module of another package)::
     def register() -> None:
         plugins.SOURCES.add("eeg_edf", load_eeg_samples)
         plugins.AUGMENTERS.add("eeg", eeg_augmenter)
+        plugins.SKOPS_TYPES.add(plugins.type_name(EEGFeatures), EEGFeatures)
 """
 
 from __future__ import annotations
@@ -103,8 +104,16 @@ REPORT_SECTIONS: Registry[ReportSection] = Registry("report section")
 FOLDER_SUMMARIES: Registry[FolderSummary] = Registry("folder summary")
 DATA_COMMANDS: Registry[DataCommand] = Registry("data command")
 SIDE_INPUTS: Registry[SideInput] = Registry("side input")
+#: Classes a plugin's scikit-learn models contain, by :func:`type_name`: the only ones (besides plain
+#: containers and numpy arrays) that ``biomed`` loads from a ``.skops`` file.
+SKOPS_TYPES: Registry[type] = Registry("type trusted in .skops files")
 
 _LOADED: list[str] = []
+
+
+def type_name(cls: type) -> str:
+    """The dotted name of a class as ``.skops`` files record it (``module.Class``)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def load_plugins() -> list[str]:

@@ -7,9 +7,9 @@ Window probabilities are averaged per record (as in evaluation) and the card's
 validation threshold decides binary tasks (argmax otherwise).
 
 Inputs are processed in chunks and the CSVs are written as they go; a bad
-input is skipped and listed in ``<out>_skipped.csv`` with its reason. Three
-backends (``.keras``, SavedModel, ``.tflite``) share the :class:`Predictor`
-interface.
+input is skipped and listed in ``<out>_skipped.csv`` with its reason. Four
+backends (``.keras``, SavedModel, ``.tflite`` and the scikit-learn baselines'
+``.skops``) share the :class:`Predictor` interface.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import pandas as pd
 from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.errors import BiomedError, RecordError
-from pipelines.export import load_keras_model
+from pipelines.export import load_keras_model, load_skops_model
 from pipelines.model_card import CARD_NAME, card_model_file, check_card, read_card
+from pipelines.modeling import sklearn_proba
 from pipelines.predictions import Predictions, Task
 from pipelines.side_inputs import compute_side_input, input_names
 
@@ -134,6 +135,32 @@ class TFLitePredictor:
         return _dequantize(self.interpreter.get_tensor(self.output["index"]), self.output)
 
 
+class SklearnPredictor:
+    """A scikit-learn baseline from a ``.skops`` file (allow-listed types only), fed the same
+    preprocessed windows or images as the Keras models: its pipeline computes its own features.
+
+    Args:
+        path: the ``.skops`` file.
+        input_shape: the card's input shape (None for the batch axis); the model must take that many values.
+        n_classes: the card's class count; probabilities get a column per class, as in training.
+    """
+
+    def __init__(self, path: Path, input_shape: list[int | None], n_classes: int) -> None:
+        self.model = load_skops_model(path)
+        self.input_shape, self.n_outputs = tuple(input_shape), n_classes
+        classes = np.asarray(getattr(self.model, "classes_", []))
+        if not classes.size or classes.dtype.kind not in "iu" or classes.min() < 0 or classes.max() >= n_classes:
+            raise BiomedError(f"{path}: the model's classes {classes.tolist()} are not class indices of the "
+                              f"card's {n_classes} classes")
+        expected = int(np.prod(input_shape[1:]))
+        if getattr(self.model, "n_features_in_", expected) != expected:
+            raise BiomedError(f"{path}: the model takes {self.model.n_features_in_} values per input, the "
+                              f"card's input shape {list(input_shape)} has {expected}")
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return sklearn_proba(self.model, x, self.n_outputs)
+
+
 def _quantize(x: np.ndarray, details: dict[str, Any]) -> np.ndarray:
     scale, zero = details["quantization"]
     if details["dtype"] == np.float32 or not scale:
@@ -171,6 +198,9 @@ def load_predictor(model: Path, jit_compile: bool = False, allow_savedmodel: boo
                                    (card.get("preprocess") or {}).get("fs"))
     elif artefact.suffix == ".tflite":
         predictor = TFLitePredictor(artefact)
+    elif artefact.suffix == ".skops":
+        predictor = SklearnPredictor(artefact, card.get("input", {}).get("shape") or [None],
+                                     len(card.get("classes") or []))
     elif (artefact / "saved_model.pb").is_file():
         if not allow_savedmodel:
             raise BiomedError(f"{artefact} is a SavedModel: loading one runs the TensorFlow program inside it, "
@@ -178,7 +208,7 @@ def load_predictor(model: Path, jit_compile: bool = False, allow_savedmodel: boo
                               f"trust, or predict with a .keras (safe mode) or .tflite export")
         predictor = SavedModelPredictor(artefact, card.get("serving", {}).get("signature", "serving_default"))
     else:
-        raise BiomedError(f"{artefact}: not a .keras file, a .tflite file or a SavedModel folder")
+        raise BiomedError(f"{artefact}: not a .keras, .tflite or .skops file or a SavedModel folder")
     check_card(card, card_file, predictor.input_shape, predictor.n_outputs)
     return predictor, card
 

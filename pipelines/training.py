@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import joblib
 import numpy as np
+import skops.io
 
 from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.config import ExperimentConfig, ModelEntry
-from pipelines.modeling import ModelSpec, TrainingPhase
+from pipelines.modeling import ModelSpec, TrainingPhase, sklearn_proba
 from pipelines.predictions import Task
 from pipelines.runtime import artefact_dir, get_strategy, global_batch_size, set_precision, sync_moving_statistics
 from pipelines.samples import SampleSet
@@ -62,18 +62,10 @@ def _fit_sklearn(spec: ModelSpec, entry: ModelEntry, splits: dict[str, SampleSet
     model = spec.build(input_shape_of(train), len(train.classes), fs=train.fs, seed=seed, **entry.params)
     model.fit(train.x, train.y)
     seconds = time.perf_counter() - start
-    with atomic_path(out_dir / "model.joblib") as tmp:
-        joblib.dump(model, tmp)
-    probs = {name: _full_proba(model, splits[name].x, len(train.classes)) for name in ("val", "test")}
+    with atomic_path(out_dir / "model.skops") as tmp:
+        skops.io.dump(model, tmp)  # skops' format: loading it needs no pickle (see pipelines.export)
+    probs = {name: sklearn_proba(model, splits[name].x, len(train.classes)) for name in ("val", "test")}
     return FitResult(probs, 1, seconds, None, model)
-
-
-def _full_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
-    """predict_proba with a column for every class, even classes missing from training."""
-    proba = model.predict_proba(x)
-    full = np.zeros((len(x), n_classes), np.float32)
-    full[:, model.classes_.astype(int)] = proba
-    return full
 
 
 def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],

@@ -10,7 +10,7 @@ from conftest import spiky_ecg, write_record
 from ecgnet import dataset as ecg_dataset
 from pipelines.config import DataConfig, PreprocessConfig, SplitConfig, TaskConfig
 from ecgnet.dataset import load_ecg_samples
-from pipelines.errors import DataError
+from pipelines.errors import DataError, RecordError
 from ecgnet.preprocess import make_windows, preprocess_record
 from pipelines.splits import assign_splits, membership_table, split_samples
 
@@ -191,3 +191,65 @@ def test_physionet_download_offline_says_what_to_fetch(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"could not download PhysioNet database 'mitdb'.*"
                                         r"physionet.org/content/mitdb/.*unpack.*" + str(tmp_path / "mit")):
         ecg_sources.download_physionet("mitdb", tmp_path / "mit")
+
+
+def _write_cinc_mat(folder: Path, name: str, digital: np.ndarray, mat_cols: int | None = None) -> None:
+    """A record in CinC 2017's layout: MATLAB v4 int16 matrix ``val`` (1 × n) behind a ``16+24`` header."""
+    import struct
+
+    n = len(digital)
+    head = struct.pack("<5i", 30, 1, mat_cols or n, 0, 4) + b"val\x00"
+    (folder / f"{name}.mat").write_bytes(head + digital.astype("<i2").tobytes())
+    (folder / f"{name}.hea").write_text(f"{name} 1 300 {n} 05:05:15 1/05/2000 \n"
+                                        f"{name}.mat 16+24 1000/mV 16 0 -127 0 0 ECG \n")
+
+
+def _assert_same_as_wfdb(path: Path, channel: int = 0, fast: bool = True) -> None:
+    from ecgnet.sources import RecordRef, read_header, read_signal
+
+    assert (read_header(str(path)).int16_file is not None) == fast
+    signal, fs = read_signal(RecordRef(path.name, str(path), None, path.name), channel)
+    record = wfdb.rdrecord(str(path), channels=[channel])
+    assert signal.dtype == np.float64 and fs == record.fs
+    np.testing.assert_array_equal(signal, record.p_signal[:, 0])   # NaN where wfdb has NaN
+
+
+def test_fast_int16_decoding_equals_wfdb(tmp_path):
+    from ecgnet.synthetic import synthesize_records
+
+    synthesize_records(tmp_path / "synth", n_records=4, fs=300, seed=3)
+    for header in sorted((tmp_path / "synth").glob("*.hea")):
+        _assert_same_as_wfdb(header.with_suffix(""))
+    rng = np.random.default_rng(0)
+    digital = rng.integers(-2000, 2000, (3000, 2))
+    digital[[5, 77], 1] = -32768                                      # format 16's "no sample": NaN
+    wfdb.wrsamp("two", fs=250, units=["mV", "mV"], sig_name=["I", "II"], d_signal=digital, fmt=["16", "16"],
+                adc_gain=[200.0, 1000.0], baseline=[7, -3], write_dir=str(tmp_path))
+    _assert_same_as_wfdb(tmp_path / "two", channel=1)
+    _write_cinc_mat(tmp_path, "M0001", rng.integers(-3000, 3000, 9000))
+    _assert_same_as_wfdb(tmp_path / "M0001")
+
+
+def test_other_layouts_fall_back_to_wfdb(tmp_path):
+    from ecgnet.sources import RecordRef, read_signal
+
+    write_record(tmp_path, "f212", np.sin(np.arange(1000) / 7.0), fmt="212")
+    _assert_same_as_wfdb(tmp_path / "f212", fast=False)
+    digital = np.random.default_rng(1).integers(-3000, 3000, 900)
+    _write_cinc_mat(tmp_path, "M0002", digital, mat_cols=901)         # MAT header disagrees: wfdb decides
+    _assert_same_as_wfdb(tmp_path / "M0002")
+    with open(tmp_path / "M0002.mat", "r+b") as handle:               # truncated payload: wfdb's error
+        handle.truncate(24 + 2 * 800)
+    with pytest.raises(RecordError):
+        read_signal(RecordRef("M0002", str(tmp_path / "M0002"), None, "M0002"))
+
+
+@pytest.mark.slow
+def test_fast_decoding_equals_wfdb_on_real_cinc_records():
+    from conftest import SHARED_DATA
+
+    folder = SHARED_DATA / "ecg" / "cinc2017"
+    if not (folder / "A00001.hea").is_file():
+        pytest.skip(f"CinC 2017 records not found in {folder}")
+    for header in sorted(folder.glob("A0*.hea"))[:200]:
+        _assert_same_as_wfdb(header.with_suffix(""))

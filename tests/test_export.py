@@ -11,7 +11,7 @@ import pytest
 from pipelines.errors import BiomedError
 from pipelines.export import (ExportSource, convert_tflite, export_model, load_keras_model, resolve_source,
                               select_model)
-from pipelines.model_card import read_card
+from pipelines.model_card import SELECTION_NOTE, read_card
 from pipelines.predict import KerasPredictor, SavedModelPredictor, TFLitePredictor, load_predictor
 
 FS, T = 50.0, 250
@@ -101,27 +101,51 @@ def test_lambda_model_is_refused_in_safe_mode(tmp_path, capsys):
         load_predictor(path)
 
 
-def test_scikit_learn_model_folder_is_refused(tmp_path):
+def test_joblib_baseline_is_never_loaded_and_formats_match_families(tmp_path):
     folder = tmp_path / "models" / "expert_lr" / "seed_0"
     folder.mkdir(parents=True)
     (folder / "model.joblib").write_bytes(b"")
     (folder / "info.json").write_text("{}")
-    with pytest.raises(BiomedError, match="scikit-learn"):
-        resolve_source(folder)
+    with pytest.raises(BiomedError, match="never loads"):
+        resolve_source(folder, model_format="skops")
+    (folder / "model.skops").write_bytes(b"")
+    with pytest.raises(BiomedError, match="--format skops"):
+        resolve_source(folder, model_format="keras")
 
 
-def test_select_model_picks_best_keras_record_roc_auc(tmp_path):
-    rows = [("cnn", 0, 0.70), ("cnn", 1, 0.80), ("mina", 0, 0.75), ("expert_rf", 0, 0.99)]
+def _fake_run(tmp_path, val_scores: dict[tuple[str, int], float], test_auc: dict[tuple[str, int], float]) -> None:
+    """A run folder whose models' validation predictions rank records with the given quality.
+
+    A score of q puts the positive records of the validation split above a fraction q of the
+    negative ones (ROC-AUC q); metrics.csv holds the (unrelated) test ROC-AUC.
+    """
+    import yaml
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({
+        "name": "fake", "data": {"source": "synthetic", "task": {"classes": ["N", "A"], "positive": "A"}}}))
     frame = pd.DataFrame([{"model": m, "role": "deep", "seed": s, "level": level, "roc_auc": auc,
-                           "threshold": 0.4} for m, s, auc in rows for level in ("window", "record")])
+                           "threshold": 0.4} for (m, s), auc in test_auc.items() for level in ("window", "record")])
     frame.to_csv(tmp_path / "metrics.csv", index=False)
-    for model, seed, _ in rows[:3]:
+    for (model, seed), quality in val_scores.items():
         folder = tmp_path / "models" / model / f"seed_{seed}"
         folder.mkdir(parents=True)
-        (folder / "model.keras").write_bytes(b"")
-    assert select_model(tmp_path, None, None)[:2] == ("cnn", 1)
-    assert select_model(tmp_path, "mina", None)[:2] == ("mina", 0)
-    with pytest.raises(BiomedError, match="scikit-learn"):
+        (folder / ("model.skops" if model.startswith("expert") else "model.keras")).write_bytes(b"")
+        negatives = np.linspace(0, 1, 10)
+        scores = np.concatenate([negatives, [np.quantile(negatives, quality) + 1e-3] * 2, [0.5, 0.5]])
+        splits = ["val"] * 12 + ["test"] * 2
+        pd.DataFrame({"split": splits, "record": [f"r{i}" for i in range(14)], "window": 0,
+                      "y_true": [0] * 10 + [1, 1, 0, 1], "prob_N": 1 - scores, "prob_A": scores}
+                     ).to_csv(folder / "predictions.csv", index=False)
+
+
+def test_select_model_picks_best_validation_roc_auc_never_test(tmp_path):
+    # Test ROC-AUC would choose cnn seed 0 and expert_lr; validation chooses mina and expert_rf.
+    _fake_run(tmp_path, {("cnn", 0): 0.5, ("mina", 0): 0.9, ("expert_lr", 0): 0.6, ("expert_rf", 0): 0.8},
+              {("cnn", 0): 0.99, ("mina", 0): 0.6, ("expert_lr", 0): 0.99, ("expert_rf", 0): 0.7})
+    assert select_model(tmp_path, None, None) == ("mina", 0, SELECTION_NOTE)
+    assert select_model(tmp_path, None, None, "sklearn")[:2] == ("expert_rf", 0)
+    assert select_model(tmp_path, "cnn", None)[:2] == ("cnn", 0)
+    with pytest.raises(BiomedError, match="--format skops"):
         select_model(tmp_path, "expert_rf", None)
 
 

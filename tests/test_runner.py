@@ -37,7 +37,7 @@ def test_run_writes_every_artefact_and_resumes(tiny_config, tmp_path, monkeypatc
     for name in ("config.yaml", "data_summary.json", "splits.csv", "metrics.csv", "summary.csv",
                  "report.md", "report.html", "figures/roc.png"):
         assert (run / name).is_file(), name
-    for model, artefact in (("expert_lr", "model.joblib"), ("cnn", "model.keras")):
+    for model, artefact in (("expert_lr", "model.skops"), ("cnn", "model.keras")):
         folder = run / "models" / model / "seed_0"
         for name in (artefact, "predictions.csv", "info.json"):
             assert (folder / name).is_file(), (model, name)

@@ -45,6 +45,10 @@ class PixelFeatures(TransformerMixin, BaseEstimator):
         return np.column_stack([(sums / counts).reshape(n, -1), *stats])
 
 
+#: Every class a fitted ``pixel_lr`` holds: what a ``.skops`` file of one may contain.
+PIXEL_LR_TYPES: tuple[type, ...] = (Pipeline, PixelFeatures, StandardScaler, LogisticRegression)
+
+
 @register_model("pixel_lr", family="sklearn", modality="image", role="baseline")
 def build_pixel_lr(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None = None, seed: int = 0,
                    size: int = 8, C: float = 0.1, max_iter: int = 2000) -> Pipeline:
