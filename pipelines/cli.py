@@ -179,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
-    quietness = parser.add_mutually_exclusive_group()
+def _add_verbosity_flags(parser: argparse.ArgumentParser, exclusive: bool = True) -> None:
+    quietness = parser.add_mutually_exclusive_group() if exclusive else parser
     quietness.add_argument("-v", "--verbose", action="store_true",
                            help="also show Keras' per-epoch lines (train.verbose), TensorFlow's start-up "
                                 "lines and details; no progress bars")
@@ -190,7 +190,7 @@ def _add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
 def _verbosity(argv: list[str]) -> Verbosity:
     """The verbosity flags, read before the parser is built (building it imports TensorFlow)."""
     early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    _add_verbosity_flags(early)
+    _add_verbosity_flags(early, exclusive=False)  # the full parser reports both flags given
     flags, _ = early.parse_known_args(argv)
     return "verbose" if flags.verbose else "quiet" if flags.quiet else "normal"
 
