@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
+import warnings
 from pathlib import Path
 
 from pipelines import __version__, plugins
-from pipelines.config import load_config
+from pipelines.config import load_config, shipped_configs
+from pipelines.config_docs import config_command
+from pipelines.console import LOG_LEVELS, TqdmHandler, Verbosity, quiet_tensorflow_start, set_verbosity
 from pipelines.datasets import prepare_data
 from pipelines.errors import BiomedError
-from pipelines.export import export_command
+from pipelines.export import FORMATS, export_command
 from pipelines.modeling import get_model, model_names
 from pipelines.predict import predict_command
 from pipelines.report import write_report
@@ -80,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="biomed", description="Biomedical signal and image classification with TensorFlow/Keras.")
     parser.add_argument("--version", action="version", version=f"biomed {__version__}")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    _add_verbosity_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run an experiment config: data, training, evaluation, report",
@@ -127,14 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--worker-id", help="this worker's id, e.g. tuner1 (distributed mode)")
     tune.set_defaults(func=_cmd_tune)
 
-    export = sub.add_parser("export", help="export a trained model (.keras, SavedModel, TFLite, .skops)",
+    export = sub.add_parser("export", help="export a trained model (.keras, SavedModel, TFLite, ONNX, .skops)",
                             description="Export a model of a run folder (or a .keras file) for deployment, "
                                         "with a model_card.json describing inputs, classes and threshold.")
     export.add_argument("source", help="run folder, model folder (models/<model>/seed_<k>) or .keras file")
     export.add_argument("--model", help="model name inside a run folder (default: best validation ROC-AUC)")
     export.add_argument("--seed", type=int, help="seed inside a run folder (default: best)")
-    export.add_argument("--format", choices=["keras", "savedmodel", "tflite", "skops"], default="keras",
-                        help="keras, savedmodel, tflite (Keras models) or skops (scikit-learn baselines)")
+    export.add_argument("--format", choices=list(FORMATS), default="keras",
+                        help="keras, savedmodel, tflite, onnx (Keras models) or skops (scikit-learn baselines)")
     export.add_argument("--quantize", choices=["dynamic", "float16", "int8"],
                         help="TFLite quantisation (int8 uses a representative set from the training split)")
     export.add_argument("--out", required=True, help="output folder")
@@ -158,23 +161,63 @@ def build_parser() -> argparse.ArgumentParser:
     models = sub.add_parser("models", help="list registered models and their hyperparameters")
     models.add_argument("--modality", choices=["ecg", "image"])
     models.set_defaults(func=_cmd_models)
+
+    config = sub.add_parser("config", help="shipped configs, an annotated starter config, the JSON Schema")
+    config_sub = config.add_subparsers(dest="config_command", required=True, metavar="CONFIG_COMMAND")
+    show = config_sub.add_parser("show", help="print a shipped config (or a config file)")
+    show.add_argument("name", help=f"one of: {', '.join(shipped_configs())}")
+    new = config_sub.add_parser("new", help="write an annotated starter config",
+                                description="Write NAME.yaml: every section and key with a comment (type, "
+                                            "choices, default), starting from a shipped config's values.")
+    new.add_argument("name", help="the experiment name (and file name, unless --out)")
+    new.add_argument("--out", help="file to write (default: NAME.yaml)")
+    new.add_argument("--from", dest="base", default="quickstart", metavar="CONFIG",
+                     help="shipped config or file to start from, or 'defaults' (default: quickstart)")
+    new.add_argument("--force", action="store_true", help="overwrite an existing file")
+    schema = config_sub.add_parser("schema", help="write the JSON Schema of config files (for editors)")
+    schema.add_argument("--out", help="file to write (default: print it)")
+    config.set_defaults(func=config_command)
     return parser
+
+
+def _add_verbosity_flags(parser: argparse.ArgumentParser, exclusive: bool = True) -> None:
+    quietness = parser.add_mutually_exclusive_group() if exclusive else parser
+    quietness.add_argument("-v", "--verbose", action="store_true",
+                           help="also show Keras' per-epoch lines (train.verbose), TensorFlow's start-up "
+                                "lines and details; no progress bars")
+    quietness.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+
+
+def _verbosity(argv: list[str]) -> Verbosity:
+    """The verbosity flags, read before the parser is built (building it imports TensorFlow)."""
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    _add_verbosity_flags(early, exclusive=False)  # the full parser reports both flags given
+    flags, _ = early.parse_known_args(argv)
+    return "verbose" if flags.verbose else "quiet" if flags.quiet else "normal"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``biomed`` console script; returns the exit code.
 
-    Progress and results go to stdout through the ``biomed`` logger; errors are
-    one line on stderr.
+    Results go to stdout through the ``biomed`` logger, progress bars to stderr;
+    errors are one line on stderr. ``--quiet`` keeps errors only, ``--verbose``
+    adds Keras' per-epoch lines and TensorFlow's own start-up output.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before the plugins import TensorFlow
+    argv = sys.argv[1:] if argv is None else argv
+    verbosity = _verbosity(argv)
+    if verbosity != "verbose":
+        quiet_tensorflow_start()  # before the plugins import TensorFlow
     args = build_parser().parse_args(argv)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = TqdmHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
-    log.setLevel(logging.INFO)
+    log.setLevel(LOG_LEVELS[verbosity])
+    set_verbosity(verbosity)
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            if verbosity == "quiet":
+                warnings.simplefilter("ignore")
+            args.func(args)
     except BiomedError as err:
         if args.debug:
             raise
@@ -191,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
     finally:
         log.removeHandler(handler)
+        set_verbosity(None)
     return 0
 
 

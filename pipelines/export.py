@@ -1,5 +1,5 @@
-"""``biomed export``: a trained model with its model card: Keras models as ``.keras``, SavedModel or
-TFLite, scikit-learn baselines as ``.skops``.
+"""``biomed export``: a trained model with its model card: Keras models as ``.keras``, SavedModel,
+TFLite or ONNX, scikit-learn baselines as ``.skops``.
 
 Sources are a run folder (the model × seed of the format's family with the best
 record-level validation ROC-AUC unless ``--model``/``--seed`` are given), a
@@ -14,6 +14,7 @@ Layout of ``--out DIR``::
     keras:      DIR/model.keras            DIR/model_card.json
     savedmodel: DIR/1/saved_model.pb ...   DIR/model_card.json   (TF Serving version folder)
     tflite:     DIR/model.tflite           DIR/model_card.json
+    onnx:       DIR/model.onnx             DIR/model_card.json   (tf2onnx; run with onnxruntime)
     skops:      DIR/model.skops            DIR/model_card.json   (scikit-learn Pipeline)
 
 TFLite is converted from a SavedModel exported for the purpose. The converter
@@ -50,9 +51,9 @@ from pipelines.side_inputs import input_names
 
 log = logging.getLogger("biomed")
 
-FORMATS = ("keras", "savedmodel", "tflite", "skops")
+FORMATS = ("keras", "savedmodel", "tflite", "onnx", "skops")
 #: The model family each format exports, and the artefact of that family in a model folder.
-FORMAT_FAMILY = {"keras": "keras", "savedmodel": "keras", "tflite": "keras", "skops": "sklearn"}
+FORMAT_FAMILY = {"keras": "keras", "savedmodel": "keras", "tflite": "keras", "onnx": "keras", "skops": "sklearn"}
 ARTEFACTS = {"keras": "model.keras", "sklearn": "model.skops"}
 #: Types a ``.skops`` file may hold besides those the plugins register (``plugins.SKOPS_TYPES``):
 #: plain containers, numpy arrays and their scalar types.
@@ -64,6 +65,7 @@ SERVING_VERSION = "1"
 SIGNATURE = "serving_default"
 ENDPOINT = "serve"
 REPRESENTATIVE_WINDOWS = 200
+ONNX_OPSET = 17
 # (ops, batch) tried in order: a dynamic batch axis first; recurrent layers convert to
 # TFLite builtins only with a static batch; Select TF ops need the Flex delegate at runtime.
 TFLITE_ATTEMPTS = (("builtins", None), ("builtins", 1), ("builtins+select_tf_ops", None))
@@ -402,6 +404,34 @@ def convert_tflite_isolated(keras_file: Path, out_file: Path, quantize: str | No
     raise BiomedError(payload)
 
 
+def convert_onnx(model: Any, out_file: Path) -> dict[str, Any]:
+    """Convert a Keras model to ONNX with tf2onnx (the ``onnx`` extra), builtin-op layers preferred.
+
+    Returns:
+        ONNX details for the card: opset, converter version and the graph's output name.
+
+    Raises:
+        BiomedError: tf2onnx is not installed, or the conversion failed.
+    """
+    import tensorflow as tf
+
+    try:
+        import tf2onnx
+    except ImportError:
+        raise BiomedError("--format onnx needs tf2onnx and onnxruntime: pip install 'biomed[onnx]'") from None
+    name, shape, _ = input_spec(model)
+    prefer_builtin_ops(model)
+    spec = (tf.TensorSpec(shape, tf.float32, name=name),)
+    with atomic_path(out_file) as part:
+        try:
+            proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=ONNX_OPSET,
+                                                  output_path=str(part))
+        except Exception as err:  # tf2onnx raises ValueError/RuntimeError for unsupported ops
+            raise BiomedError(f"ONNX conversion failed: {_first_error(err)}") from None
+    return {"opset": ONNX_OPSET, "converter": f"tf2onnx {tf2onnx.__version__}",
+            "output_name": proto.graph.output[0].name}
+
+
 def representative_windows(run_dir: Path, n: int = REPRESENTATIVE_WINDOWS) -> np.ndarray:
     """Up to ``n`` model-ready training inputs of a run (evenly spaced, deterministic)."""
     from pipelines.tfdata import model_inputs
@@ -417,7 +447,7 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
 
     Args:
         source: what to export (see :func:`resolve_source`).
-        model_format: "keras", "savedmodel", "tflite" (Keras models) or "skops" (scikit-learn baselines).
+        model_format: "keras", "savedmodel", "tflite", "onnx" (Keras models) or "skops" (scikit-learn baselines).
         out: the export folder.
         quantize: TFLite quantisation (None, "dynamic", "float16", "int8").
         isolated: convert TFLite in a child process (protects against converter crashes).
@@ -453,6 +483,10 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
         model_file = SERVING_VERSION
         signature = tf.saved_model.load(str(out / model_file)).signatures[SIGNATURE]
         output_name = extra["serving"]["output_name"] = next(iter(signature.structured_outputs))
+    elif model_format == "onnx":
+        model_file = "model.onnx"
+        extra["onnx"] = convert_onnx(model, out / model_file)
+        output_name = extra["onnx"]["output_name"]
     else:
         model_file = "model.tflite"
         representative = (representative_windows(source.run_dir)

@@ -53,7 +53,7 @@ def build_card(*, model_format: str, model_file: str, input_name: str, input_sha
     """Assemble the card of one export.
 
     Args:
-        model_format: "keras", "savedmodel", "tflite" or "skops".
+        model_format: "keras", "savedmodel", "tflite", "onnx" or "skops".
         model_file: the artefact's path relative to the export folder.
         input_name: name of the model input (the serving signature's input key).
         input_shape: input shape with ``None`` for the batch axis.
@@ -68,7 +68,7 @@ def build_card(*, model_format: str, model_file: str, input_name: str, input_sha
         test_metrics: test metrics per level ("window", "record") from metrics.csv.
         data_summary: the run's data_summary.json.
         selection: how the model × seed was chosen.
-        extra: format-specific fields (serving signature, TFLite details).
+        extra: format-specific fields (serving signature, TFLite or ONNX details).
 
     Returns:
         The card as a JSON-serialisable dict.

@@ -27,6 +27,7 @@ import pandas as pd
 
 from pipelines import plugins
 from pipelines.artifacts import atomic_path
+from pipelines.console import progress
 from pipelines.errors import BiomedError, RecordError
 from pipelines.export import load_keras_model, load_skops_model
 from pipelines.model_card import CARD_NAME, card_model_file, check_card, read_card
@@ -248,7 +249,8 @@ def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[
         per_window: also write one row per window.
         batch_size: windows per model call.
         chunk_records: records preprocessed and scored together (bounds memory).
-        progress_every: print a progress line every this many records.
+        progress_every: log a progress line (debug level, ``--verbose``) every this many records;
+            at the default verbosity a progress bar counts the inputs.
 
     Returns:
         Counts of scored and skipped records and the paths written.
@@ -260,6 +262,7 @@ def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[
     scored = skipped = 0
     with contextlib.ExitStack() as stack:
         handles = {k: stack.enter_context(_csv_stream(path)) for k, path in files.items()}
+        bar = stack.enter_context(progress(None, "predicting", "input"))
         paths = expand_inputs(inputs, card["modality"])
         while chunk := [p for _, p in zip(range(chunk_records), paths)]:
             windows, names, problems = _score_chunk(predictor, card, chunk, batch_size)
@@ -270,8 +273,9 @@ def predict_inputs(predictor: Predictor, card: dict[str, Any], inputs: Iterable[
                 handles["windows"].write(_window_rows(windows, names))
             before = scored + skipped
             scored, skipped = scored + len(records), skipped + len(problems)
+            bar.update(len(records) + len(problems))
             if (scored + skipped) // progress_every > before // progress_every:
-                log.info(f"  {scored + skipped} inputs: {scored} scored, {skipped} skipped")
+                log.debug(f"  {scored + skipped} inputs: {scored} scored, {skipped} skipped")
     log.info(f"scored {scored} input(s), skipped {skipped}: {out}")
     return PredictionSummary(scored, skipped, files)
 

@@ -13,7 +13,7 @@ import logging
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,7 @@ import yaml
 
 from pipelines.artifacts import write_csv, write_json, write_text
 from pipelines.config import ExperimentConfig, ModelEntry, config_hash, config_to_yaml
+from pipelines.console import progress
 from pipelines.datasets import PreparedData, prepare_data
 from pipelines.errors import BiomedError
 from pipelines.metrics import evaluate_predictions, summarise
@@ -130,23 +131,26 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> No
     jobs = list(itertools.product(config.models, config.seeds))
     rows: list[dict] = []
     started, done_times = time.perf_counter(), []
-    for number, (entry, seed) in enumerate(jobs, start=1):
-        out = run_dir / "models" / entry.label / f"seed_{seed}"
-        tag = f"[{number}/{len(jobs)}] {entry.label} seed {seed}"
-        if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
-            log.info(f"{tag}: already trained (predictions.csv found), evaluated without retraining")
-            new_rows = evaluate_run_predictions(config, entry, seed,
-                                                read_predictions(out / "predictions.csv", task_of(config, data)))
-        else:
-            log.info(f"{tag}: training{_eta(started, done_times, len(jobs) - number + 1)}")
-            job_start = time.perf_counter()
-            new_rows = run_one(config, data, entry, seed, out)
-            done_times.append(time.perf_counter() - job_start)
-        rows.extend(new_rows)
-        record = next(r for r in new_rows if r["level"] == "record")
-        log.info(f"{tag}: " + ", ".join(f"{k} {record[k]:.4f}" for k in _headline(record)))
-        metrics = pd.DataFrame(rows)
-        write_csv(run_dir / "metrics.csv", metrics)
+    with progress(len(jobs), "training", "model") as bar:
+        for number, (entry, seed) in enumerate(jobs, start=1):
+            out = run_dir / "models" / entry.label / f"seed_{seed}"
+            tag = f"[{number}/{len(jobs)}] {entry.label} seed {seed}"
+            bar.set_postfix_str(f"{entry.label} seed {seed}")
+            if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
+                log.info(f"{tag}: already trained (predictions.csv found), evaluated without retraining")
+                new_rows = evaluate_run_predictions(
+                    config, entry, seed, read_predictions(out / "predictions.csv", task_of(config, data)))
+            else:
+                log.debug(f"{tag}: training{_eta(started, done_times, len(jobs) - number + 1)}")
+                job_start = time.perf_counter()
+                new_rows = run_one(config, data, entry, seed, out)
+                done_times.append(time.perf_counter() - job_start)
+            rows.extend(new_rows)
+            record = next(r for r in new_rows if r["level"] == "record")
+            log.info(f"{tag}: " + ", ".join(f"{k} {record[k]:.4f}" for k in _headline(record)))
+            metrics = pd.DataFrame(rows)
+            write_csv(run_dir / "metrics.csv", metrics)
+            bar.update()
     write_csv(run_dir / "summary.csv", summarise(pd.DataFrame(rows)))
     log.info(f"finished {len(jobs)} model × seed runs in {time.perf_counter() - started:.0f} s")
 
@@ -201,12 +205,17 @@ def _eta(started: float, durations: list[float], remaining: int) -> str:
 
 
 def _loading_progress() -> Callable[[int, int], None]:
-    last = {"shown": -1}
+    """A ``(done, total)`` callback: a progress bar, and a line per tenth at debug level (``--verbose``)."""
+    bars: list[Any] = []
 
     def show(done: int, total: int) -> None:
-        step = max(1, total // 10)
-        if done == total or done // step != last["shown"]:
-            last["shown"] = done // step
-            log.info(f"  preprocessing records: {done}/{total}")
+        if not bars:
+            bars.append(progress(total, "preprocessing", "record"))
+        step, before = max(1, total // 10), bars[0].n
+        bars[0].update(done - before)
+        if done == total or done // step != before // step:
+            log.debug(f"  preprocessing records: {done}/{total}")
+        if done == total:
+            bars[0].close()
 
     return show

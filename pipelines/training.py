@@ -19,6 +19,7 @@ import skops.io
 from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.config import ExperimentConfig, ModelEntry
+from pipelines.console import keras_verbose
 from pipelines.modeling import ModelSpec, TrainingPhase, sklearn_proba
 from pipelines.predictions import Task
 from pipelines.runtime import artefact_dir, get_strategy, global_batch_size, set_precision, sync_moving_statistics
@@ -127,7 +128,7 @@ def fit_keras(model: Any, phases: list[TrainingPhase], config: ExperimentConfig,
         last_phase_epochs: ``(initial_epoch, epochs)`` of the last phase given by a tuner
             (earlier phases are skipped when the initial epoch is not 0: they are trained);
             None counts every phase's epochs on from the previous one.
-        verbose: Keras' verbosity (default: ``train.verbose``).
+        verbose: Keras' verbosity (default: ``train.verbose``, which the CLI shows with ``--verbose`` only).
 
     Returns:
         The last phase's History (None if no phase ran) and the number of epochs run.
@@ -156,7 +157,7 @@ def fit_keras(model: Any, phases: list[TrainingPhase], config: ExperimentConfig,
         with strategy.scope():
             compile_model(model, config, train.classes, learning_rate * phase.learning_rate_scale)
         history = model.fit(train_ds, validation_data=val_ds, initial_epoch=begin, epochs=end,
-                            verbose=fit_cfg.verbose if verbose is None else verbose,
+                            verbose=keras_verbose(fit_cfg.verbose) if verbose is None else verbose,
                             callbacks=callbacks(phase, last), class_weight=weights, shuffle=False)
         epoch = history.epoch[-1] + 1 if history.epoch else begin
     sync_moving_statistics(model, strategy)

@@ -12,7 +12,7 @@ import yaml
 from pipelines.cli import build_parser, main
 from pipelines.errors import ConfigError
 
-SUBCOMMANDS = ["run", "data", "report", "tune", "export", "predict", "models"]
+SUBCOMMANDS = ["run", "data", "report", "tune", "export", "predict", "models", "config"]
 
 
 def test_help_lists_every_subcommand(capsys):
@@ -24,7 +24,7 @@ def test_help_lists_every_subcommand(capsys):
 
 
 @pytest.mark.parametrize("argv", [[s] for s in SUBCOMMANDS] + [["data", "synth-ecg"], ["data", "summary"],
-                                                               ["data", "download"]])
+                                                               ["data", "download"], ["config", "new"]])
 def test_each_subcommand_explains_itself(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(argv + ["--help"])

@@ -64,6 +64,23 @@ def test_keras_savedmodel_tflite_match_in_memory_model(tmp_path, name):
     np.testing.assert_allclose(TFLitePredictor(tmp_path / "m.tflite").predict(x), expected, atol=PARITY_ATOL)
 
 
+# Same parity as TFLite, through onnxruntime (tf2onnx and onnxruntime come with the test extra).
+@pytest.mark.parametrize("name", ["cnn", "crnn", "acrnn", "resnet1d", "mina"])
+def test_onnx_matches_in_memory_model(tmp_path, name):
+    pytest.importorskip("tf2onnx")
+    ort = pytest.importorskip("onnxruntime")
+
+    model, path = _saved(tmp_path, name)
+    x = _inputs()
+    expected = model.predict(x, verbose=0)
+    card = read_card(export_model(ExportSource(path), "onnx", tmp_path / "onnx"))
+    assert card["format"] == "onnx" and card["model_file"] == "model.onnx"
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == [card["input"]["name"]]
+    (got,) = session.run([card["output"]["name"]], {card["input"]["name"]: x})
+    np.testing.assert_allclose(got, expected, atol=PARITY_ATOL)
+
+
 @pytest.mark.parametrize("quantize", ["dynamic", "float16", "int8"])
 def test_quantised_tflite_stays_close(tmp_path, quantize):
     model, path = _saved(tmp_path, "cnn")
