@@ -175,8 +175,10 @@ def fit_keras(model: Any, phases: list[TrainingPhase], config: ExperimentConfig,
 
 
 def compile_model(model: Any, config: ExperimentConfig, classes: list[str], learning_rate: float | Any) -> None:
-    """Compile with the configured optimiser and learning rate (a float or a schedule), categorical
-    cross-entropy on one-hot labels (with ``train.label_smoothing``), accuracy, ROC-AUC and PR-AUC."""
+    """Compile for one-hot labels: the configured optimiser, categorical cross-entropy, accuracy, ROC/PR-AUC.
+
+    ``learning_rate`` is a float or a Keras schedule; ``train.label_smoothing`` applies to the loss.
+    """
     import keras
 
     from pipelines.keras_metrics import SparseAUC
