@@ -71,7 +71,7 @@ def training_rate(name: str, runtime: RuntimeConfig, *, batch: int, steps: int, 
         compile_model(model, ExperimentConfig(name="bench", runtime=runtime), CLASSES, 1e-3)
         rng = np.random.default_rng(0)
         x = rng.standard_normal((batch, window_samples, 1), dtype=np.float32)
-        y = rng.integers(0, len(CLASSES), batch).astype(np.int32)
+        y = np.eye(len(CLASSES), dtype=np.float32)[rng.integers(0, len(CLASSES), batch)]  # one-hot, as in fit
         data = tf.data.Dataset.from_tensors((x, y)).repeat()
         model.fit(data, steps_per_epoch=2, epochs=1, verbose=0, shuffle=False)  # trace and compile
         return batch * steps / best_seconds(

@@ -5,8 +5,9 @@ RandomContrast) draw their random transformation from the per-element
 stateless seed that :func:`pipelines.tfdata.make_dataset` passes, instead of
 their own stateful generator, so a seed always gives the same images and
 parallel ``tf.data`` maps stay reproducible. Evaluation pipelines never call
-the augmenter. Mixup is not implemented: it needs soft labels, which the shared
-sparse cross-entropy training does not take.
+the augmenter. CutMix (Yun et al., ICCV 2019) is a batch mixer
+(:mod:`pipelines.mixing`, where mixup lives): a box of a shuffled copy of the
+batch is pasted into each image and the one-hot labels are mixed by area.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import keras
 import tensorflow as tf
 
 from pipelines.config import ImageAugmentConfig, LoaderConfig
-from pipelines.errors import ConfigError
+from pipelines.mixing import BatchMixer, batch_permutation, sample_beta
 
 Augmenter = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 
@@ -58,7 +59,7 @@ def image_augmenter(cfg: ImageAugmentConfig) -> Augmenter:
     """Return ``fn(image, seed) -> image`` applying the configured layers in training.
 
     Args:
-        cfg: ``loader.image_augment``; ``mixup_alpha`` must be 0 (see the module doc).
+        cfg: ``loader.image_augment``.
 
     Returns:
         A function of one ``(H, W, C)`` float image in [0, 255] and a shape-(2,) int seed.
@@ -68,9 +69,6 @@ def image_augmenter(cfg: ImageAugmentConfig) -> Augmenter:
         >>> fn(tf.zeros((32, 32, 3)), tf.constant([1, 2], tf.int64)).shape  # doctest: +SKIP
         TensorShape([32, 32, 3])
     """
-    if cfg.mixup_alpha:
-        raise ConfigError("loader.image_augment.mixup_alpha: mixup is not supported (the shared training "
-                         "uses sparse integer labels); set it to 0")
     chosen = augmentation_layers(cfg)
 
     def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -86,3 +84,37 @@ def image_augmenter(cfg: ImageAugmentConfig) -> Augmenter:
 def training_augmenter(loader: LoaderConfig, fs: float | None = None) -> Augmenter | None:
     """The configured image training augmentation, or None when ``loader.image_augment`` is off."""
     return image_augmenter(loader.image_augment) if loader.image_augment.enabled else None
+
+
+def cutmix(alpha: float) -> BatchMixer:
+    """The CutMix mixer: ``lam ~ Beta(alpha, alpha)``, one box of side ``sqrt(1 - lam)`` per batch.
+
+    The box centre is uniform and the box is clipped at the borders; labels are
+    mixed by the pasted box's actual area fraction.
+    """
+
+    def mix(x: tf.Tensor, y: tf.Tensor, seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        lam = sample_beta(alpha, seed)
+        height, width = tf.shape(x)[1], tf.shape(x)[2]
+        side = tf.sqrt(1.0 - lam)
+        centre = tf.random.stateless_uniform((2,), tf.random.experimental.stateless_fold_in(seed, 4))
+        sizes = tf.cast(tf.stack([height, width]), tf.float32)
+        low = tf.cast(tf.clip_by_value(tf.round((centre - side / 2) * sizes), 0, sizes), tf.int32)
+        high = tf.cast(tf.clip_by_value(tf.round((centre + side / 2) * sizes), 0, sizes), tf.int32)
+        rows = tf.range(height)[:, None]
+        cols = tf.range(width)[None, :]
+        inside = (rows >= low[0]) & (rows < high[0]) & (cols >= low[1]) & (cols < high[1])
+        mask = tf.cast(inside, x.dtype)[None, :, :, None]
+        order = batch_permutation(y, seed)
+        kept = 1.0 - tf.reduce_mean(mask)
+        return x * (1.0 - mask) + tf.gather(x, order) * mask, kept * y + (1.0 - kept) * tf.gather(y, order)
+
+    return mix
+
+
+def batch_mixer(loader: LoaderConfig) -> tuple[BatchMixer | None, float]:
+    """The configured CutMix and its per-batch probability (None when off or augmentation is disabled)."""
+    cfg = loader.image_augment
+    if not cfg.enabled or cfg.cutmix_alpha <= 0:
+        return None, 0.0
+    return cutmix(cfg.cutmix_alpha), cfg.cutmix_prob

@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("source", help="run folder, model folder (models/<model>/seed_<k>) or .keras file")
     export.add_argument("--model", help="model name inside a run folder (default: best validation ROC-AUC)")
     export.add_argument("--seed", type=int, help="seed inside a run folder (default: best)")
+    export.add_argument("--ensemble", nargs="*", metavar="MODEL",
+                        help="export every seed of these models of a run folder (none named: every Keras "
+                             "model) as one model averaging their softmax")
     export.add_argument("--format", choices=list(FORMATS), default="keras",
                         help="keras, savedmodel, tflite, onnx (Keras models) or skops (scikit-learn baselines)")
     export.add_argument("--quantize", choices=["dynamic", "float16", "int8"],

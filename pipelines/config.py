@@ -259,7 +259,13 @@ class ImageAugmentConfig:
     zoom: float = 0.1
     translation: float = 0.05
     contrast: float = 0.1
-    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    cutmix_prob: float = 0.5
+
+    def validate(self, where: str) -> None:
+        _check_fraction(self.cutmix_prob, f"{where}.cutmix_prob", upper_open=False)
+        if self.cutmix_alpha < 0:
+            raise ConfigError(f"{where}.cutmix_alpha: expected a number >= 0, got {self.cutmix_alpha}")
 
 
 @dataclass
@@ -271,8 +277,11 @@ class LoaderConfig:
     balance: Literal["none", "class_weight", "oversample"] = "class_weight"
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     image_augment: ImageAugmentConfig = field(default_factory=ImageAugmentConfig)
+    mixup_alpha: float = 0.0
 
     def validate(self, where: str) -> None:
+        if self.mixup_alpha < 0:
+            raise ConfigError(f"{where}.mixup_alpha: expected a number >= 0, got {self.mixup_alpha}")
         if self.batch_size < 1:
             raise ConfigError(f"{where}.batch_size: expected an integer >= 1, got {self.batch_size}")
         if self.shuffle_buffer < 1:
@@ -291,6 +300,10 @@ class TrainConfig:
     reduce_lr_patience: int = 3
     reduce_lr_factor: float = 0.3
     min_learning_rate: float = 1e-5
+    label_smoothing: float = 0.0
+    schedule: Literal["constant", "cosine", "cosine_restarts"] = "constant"
+    warmup_epochs: int = 0
+    restart_epochs: int = 5
     tensorboard: bool = True
     verbose: int = 2
 
@@ -301,6 +314,12 @@ class TrainConfig:
         if not self.learning_rate > 0:
             raise ConfigError(f"{where}.learning_rate: expected a positive number, got {self.learning_rate}")
         metric_direction(self.monitor, f"{where}.monitor")
+        _check_fraction(self.label_smoothing, f"{where}.label_smoothing", upper_open=True)
+        if self.warmup_epochs < 0 or self.restart_epochs < 1:
+            raise ConfigError(f"{where}: expected warmup_epochs >= 0 and restart_epochs >= 1, got "
+                              f"{self.warmup_epochs} and {self.restart_epochs}")
+        if self.warmup_epochs and self.schedule != "cosine":
+            raise ConfigError(f"{where}.warmup_epochs: a warmup needs schedule: cosine, got {self.schedule!r}")
 
     @property
     def monitor_direction(self) -> str:
@@ -399,6 +418,19 @@ class ModelEntry:
 
 
 @dataclass
+class EvaluationConfig:
+    """How trained models are evaluated (and exported): test-time augmentation views."""
+
+    tta: list[str] = field(default_factory=list)
+
+
+def _check_fraction(value: float, where: str, *, upper_open: bool) -> None:
+    """Raise ConfigError unless ``0 <= value <= 1`` (``< 1`` when ``upper_open``)."""
+    if not (0 <= value < 1 if upper_open else 0 <= value <= 1):
+        raise ConfigError(f"{where}: expected a number in [0, 1{')' if upper_open else ']'}, got {value}")
+
+
+@dataclass
 class ExperimentConfig:
     """A whole experiment: data, loader, training, models and seeds."""
 
@@ -410,6 +442,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     models: list[ModelEntry] = field(default_factory=list)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     tuning: TuningConfig | None = None
     output_dir: str = "runs"
 

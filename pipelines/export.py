@@ -8,6 +8,9 @@ then lacks the run's preprocessing, classes and metrics). Nothing loaded runs
 code: ``.keras`` files load with ``safe_mode=True`` (``Lambda`` layers are
 refused) and ``.skops`` files only when every type they hold is on an explicit
 allow-list (:func:`load_skops_model`); pickle and joblib files are never loaded.
+``--ensemble`` exports every seed of the named models of a run as one model averaging their
+softmax; a model of a run is exported with the run's test-time augmentation (``evaluation.tta``)
+built in (:mod:`pipelines.averaging`); the card records members and views.
 
 Layout of ``--out DIR``::
 
@@ -32,7 +35,7 @@ import multiprocessing
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,7 @@ class ExportSource:
         model: model label inside the run.
         seed: training seed inside the run.
         selection: how the model × seed was chosen (for the card).
+        members: ``(model, seed, .keras file)`` of an ensemble (empty: the one ``model_file``).
     """
 
     model_file: Path
@@ -88,6 +92,7 @@ class ExportSource:
     model: str | None = None
     seed: int | None = None
     selection: str | None = None
+    members: list[tuple[str, int, Path]] = field(default_factory=list)
 
 
 def resolve_source(source: Path, model: str | None = None, seed: int | None = None,
@@ -137,6 +142,28 @@ def _model_folder_source(folder: Path, family: str, selection: str = "given mode
     run_dir = folder.parents[2] if (folder.parents[2] / "config.yaml").is_file() else None
     seed = int(folder.name.removeprefix("seed_")) if folder.name.startswith("seed_") else None
     return ExportSource(model_file, run_dir, folder.parent.name, seed, selection)
+
+
+def ensemble_source(run_dir: Path, models: list[str]) -> ExportSource:
+    """Every trained seed of ``models`` (all Keras models of the run if empty) as one ensemble source.
+
+    Raises:
+        BiomedError: not a run folder, or no trained Keras model matches.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise BiomedError(f"{run_dir}: --ensemble needs a run folder (with config.yaml)")
+    files = sorted((run_dir / "models").glob("*/seed_*/model.keras"))
+    members = [(f.parents[1].name, int(f.parent.name.removeprefix("seed_")), f) for f in files
+               if not models or f.parents[1].name in models]
+    missing = sorted(set(models) - {label for label, _, _ in members})
+    if missing or not members:
+        found = sorted({f.parents[1].name for f in files})
+        raise BiomedError(f"{run_dir}: no trained Keras model {', '.join(missing) or ''} to ensemble "
+                          f"(Keras models trained: {', '.join(found) or 'none'})")
+    labels = sorted({label for label, _, _ in members})
+    return ExportSource(members[0][2], run_dir, "ensemble(" + "+".join(labels) + ")", None,
+                        f"ensemble: mean softmax of {len(members)} model x seed members", members)
 
 
 def select_model(run_dir: Path, model: str | None, seed: int | None, family: str = "keras"
@@ -464,13 +491,40 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
     out = Path(out)
     if model_format == "skops":
         return _export_skops(source, out)
-    model = load_keras_model(source.model_file)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, keras_file, extra = _deployed_model(source, Path(tmp))
+        return _export(source, model, keras_file, extra, model_format, out, quantize, isolated)
+
+
+def _deployed_model(source: ExportSource, tmp: Path) -> tuple[Any, Path, dict[str, Any]]:
+    """The model to deploy (members and TTA views averaged), its ``.keras`` file and its card fields."""
+    from pipelines.averaging import averaged_model, tta_views
+
+    files = [path for _, _, path in source.members] or [source.model_file]
+    members = [load_keras_model(path) for path in files]
+    config = load_config(source.run_dir / "config.yaml", check_data=False) if source.run_dir else None
+    names = config.evaluation.tta if config is not None else []
+    views = tta_views(config.data.modality, names, tuple(members[0].inputs[0].shape[1:])) if config else []
+    extra: dict[str, Any] = {"tta": list(names)}
+    if source.members:
+        extra["ensemble"] = [{"model": label, "seed": seed} for label, seed, _ in source.members]
+    model = averaged_model(members, views, name="deployed")
+    if model is members[0]:
+        return model, source.model_file, extra
+    keras_file = tmp / "model.keras"
+    model.save(keras_file)
+    return model, keras_file, extra
+
+
+def _export(source: ExportSource, model: Any, keras_file: Path, extra: dict[str, Any], model_format: str,
+            out: Path, quantize: str | None, isolated: bool) -> Path:
     input_name, input_shape, side_inputs = input_spec(model)
     if side_inputs and model_format != "keras":
         raise BiomedError(f"model {source.model or model.name!r} takes the side inputs {side_inputs}, which "
                           f"biomed predict computes from the record; export it with --format keras "
-                          f"(SavedModel and TFLite exports take the main input only)")
-    extra: dict[str, Any] = {"side_inputs": side_inputs} if side_inputs else {}
+                          f"(the other formats take the main input only)")
+    if side_inputs:
+        extra["side_inputs"] = side_inputs
     output_name = "output_0"
     if model_format == "keras":
         model_file = "model.keras"
@@ -492,7 +546,7 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
         representative = (representative_windows(source.run_dir)
                           if quantize == "int8" and source.run_dir is not None else None)
         convert = convert_tflite_isolated if isolated else convert_tflite
-        extra["tflite"] = convert(source.model_file, out / model_file, quantize, representative)
+        extra["tflite"] = convert(keras_file, out / model_file, quantize, representative)
     return write_card(out, build_card(
         model_format=model_format, model_file=model_file, input_name=input_name, input_shape=input_shape,
         output_name=output_name, n_outputs=int(model.outputs[0].shape[-1]), source_file=source.model_file,
@@ -546,9 +600,11 @@ def _json_value(value: Any) -> Any:
 
 def export_command(args: argparse.Namespace) -> None:
     """``biomed export``: resolve the source, export it and print where it went."""
-    source = resolve_source(Path(args.source), args.model, args.seed, args.format)
+    source = (ensemble_source(Path(args.source), args.ensemble) if args.ensemble is not None
+              else resolve_source(Path(args.source), args.model, args.seed, args.format))
     card = export_model(source, args.format, Path(args.out), args.quantize)
-    what = f"{source.model} seed {source.seed}" if source.model else str(source.model_file)
+    what = (source.model if source.seed is None else f"{source.model} seed {source.seed}") if source.model \
+        else str(source.model_file)
     log.info(f"exported {what} as {args.format}{f' ({args.quantize})' if args.quantize else ''} "
              f"into {args.out} (card: {card})")
     if source.selection == SELECTION_NOTE:

@@ -1,4 +1,4 @@
-"""Keras metrics on sparse labels and softmax outputs (ROC-AUC / PR-AUC for monitoring and tuning)."""
+"""Keras metrics on class labels and softmax outputs (ROC-AUC / PR-AUC for monitoring and tuning)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="biomed")
 class SparseAUC(keras.metrics.AUC):
-    """AUC from integer labels and class probabilities.
+    """AUC from class labels (integers, or one-hot/soft rows) and class probabilities.
 
+    Label rows of shape ``(batch, num_classes)`` count as their argmax class: one-hot
+    labels exactly, mixed (mixup/CutMix) training labels as their dominant class.
     Binary tasks score the ``positive`` column; multi-class tasks average the
     one-vs-rest AUCs over classes (macro). ``curve='PR'`` gives PR-AUC.
     """
@@ -23,6 +25,8 @@ class SparseAUC(keras.metrics.AUC):
                          num_labels=self.num_classes if multi else None, **kwargs)
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        if len(y_true.shape) == 2 and y_true.shape[-1] == self.num_classes and self.num_classes > 1:
+            y_true = ops.argmax(y_true, axis=-1)
         labels = ops.cast(ops.reshape(y_true, (-1,)), "int32")
         if self.multi_label:
             return super().update_state(ops.one_hot(labels, self.num_classes), y_pred, sample_weight)

@@ -41,6 +41,10 @@ T = TypeVar("T")
 SourceLoader = Callable[..., tuple[Any, dict[str, np.ndarray] | None]]
 #: ``factory(loader_config, fs) -> augment(x, seed) or None``.
 AugmenterFactory = Callable[[Any, float | None], Callable[[Any, Any], Any] | None]
+#: ``factory(loader_config) -> (mix(x, y, seed) or None, probability per batch)`` (see pipelines.mixing).
+BatchMixerFactory = Callable[[Any], tuple[Callable[[Any, Any, Any], tuple[Any, Any]] | None, float]]
+#: ``views(names) -> Keras layers``, one test-time augmentation view of a batch each (see pipelines.averaging).
+TTAViews = Callable[[list[str]], list[Any]]
 #: ``section(runs, figure_dir) -> report blocks`` (no blocks: the section is left out).
 ReportSection = Callable[[list, Path], list]
 #: ``summarise(folder, labels) -> data summary``, or None when the folder is not of this modality.
@@ -99,6 +103,8 @@ class Registry(Generic[T]):
 
 SOURCES: Registry[SourceLoader] = Registry("data source")
 AUGMENTERS: Registry[AugmenterFactory] = Registry("augmenter of modality")
+BATCH_MIXERS: Registry[BatchMixerFactory] = Registry("batch mixer of modality")
+TTA_VIEWS: Registry[TTAViews] = Registry("test-time augmentation views of modality")
 PREDICT_INPUTS: Registry[InputReader] = Registry("predict inputs of modality")
 REPORT_SECTIONS: Registry[ReportSection] = Registry("report section")
 FOLDER_SUMMARIES: Registry[FolderSummary] = Registry("folder summary")

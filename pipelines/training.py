@@ -18,12 +18,14 @@ import skops.io
 
 from pipelines import plugins
 from pipelines.artifacts import atomic_path
+from pipelines.averaging import averaged_model, tta_views
 from pipelines.config import ExperimentConfig, ModelEntry
 from pipelines.console import keras_verbose
 from pipelines.modeling import ModelSpec, TrainingPhase, sklearn_proba
 from pipelines.predictions import Task
 from pipelines.runtime import artefact_dir, get_strategy, global_batch_size, set_precision, sync_moving_statistics
 from pipelines.samples import SampleSet
+from pipelines.schedules import phase_learning_rate, plateau_callbacks, steps_per_epoch
 from pipelines.side_inputs import dataset_inputs, with_side_inputs
 
 
@@ -71,13 +73,17 @@ def _fit_sklearn(spec: ModelSpec, entry: ModelEntry, splits: dict[str, SampleSet
 
 def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],
                seed: int, out_dir: Path) -> FitResult:
-    """Fit under the configured strategy; in multi-worker runs only the chief writes into ``out_dir``."""
+    """Fit under the configured strategy; in multi-worker runs only the chief writes into ``out_dir``.
+
+    Val and test are predicted with the configured test-time augmentation (``evaluation.tta``).
+    """
     from pipelines.tfdata import make_dataset
 
     strategy = get_strategy(config.runtime)
     with_side_inputs(splits, spec.side_inputs)
     train = splits["train"]
     batch = global_batch_size(config.loader.batch_size, strategy.num_replicas_in_sync, config.runtime)
+    views = tta_views(config.data.modality, config.evaluation.tta, input_shape_of(train))
     model = build_keras(spec, entry.params, train, seed, strategy, config)
     start = time.perf_counter()
     with artefact_dir(out_dir) as write_dir:
@@ -87,8 +93,9 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
         seconds = time.perf_counter() - start
         with atomic_path(write_dir / "model.keras") as tmp:
             model.save(tmp)
-    probs = {name: model.predict(make_dataset(splits[name], batch_size=batch, training=False,
-                                              **dataset_inputs(model, splits[name])), verbose=0)
+    evaluated = averaged_model([model], views, name=f"{model.name}_tta")
+    probs = {name: evaluated.predict(make_dataset(splits[name], batch_size=batch, training=False,
+                                                  **dataset_inputs(model, splits[name])), verbose=0)
              for name in ("val", "test")}
     return FitResult(probs, epoch, seconds, int(model.count_params()), model)
 
@@ -133,15 +140,20 @@ def fit_keras(model: Any, phases: list[TrainingPhase], config: ExperimentConfig,
     Returns:
         The last phase's History (None if no phase ran) and the number of epochs run.
     """
+    from pipelines.mixing import one_hot_batches, training_mixer
     from pipelines.tfdata import class_weights, make_dataset
 
     train, val = splits["train"], splits["val"]
-    loader, fit_cfg = config.loader, config.train
+    loader, fit_cfg, n_classes = config.loader, config.train, len(train.classes)
     augment = plugins.AUGMENTERS.get(config.data.modality)(loader, train.fs)
-    train_ds = make_dataset(train, batch_size=batch_size, training=True, seed=seed,
-                            shuffle_buffer=loader.shuffle_buffer, oversample=loader.balance == "oversample",
-                            augment=augment, **dataset_inputs(model, train))
-    val_ds = make_dataset(val, batch_size=batch_size, training=False, **dataset_inputs(model, val))
+    train_ds = one_hot_batches(make_dataset(train, batch_size=batch_size, training=True, seed=seed,
+                                            shuffle_buffer=loader.shuffle_buffer,
+                                            oversample=loader.balance == "oversample", augment=augment,
+                                            **dataset_inputs(model, train)),
+                               n_classes, mixer=training_mixer(loader, config.data.modality), seed=seed)
+    val_ds = one_hot_batches(make_dataset(val, batch_size=batch_size, training=False, **dataset_inputs(model, val)),
+                             n_classes)
+    steps = steps_per_epoch(len(train), batch_size)
     weights = class_weights(train.y, len(train.classes)) if loader.balance == "class_weight" else None
     history, epoch = None, 0
     for number, phase in enumerate(phases, start=1):
@@ -154,8 +166,9 @@ def fit_keras(model: Any, phases: list[TrainingPhase], config: ExperimentConfig,
             continue
         else:
             begin, end = epoch, epoch + (phase.epochs or fit_cfg.epochs)
+        rate = phase_learning_rate(fit_cfg, learning_rate * phase.learning_rate_scale, end - begin, steps)
         with strategy.scope():
-            compile_model(model, config, train.classes, learning_rate * phase.learning_rate_scale)
+            compile_model(model, config, train.classes, rate)
         history = model.fit(train_ds, validation_data=val_ds, initial_epoch=begin, epochs=end,
                             verbose=keras_verbose(fit_cfg.verbose) if verbose is None else verbose,
                             callbacks=callbacks(phase, last), class_weight=weights, shuffle=False)
@@ -164,20 +177,25 @@ def fit_keras(model: Any, phases: list[TrainingPhase], config: ExperimentConfig,
     return history, epoch
 
 
-def compile_model(model: Any, config: ExperimentConfig, classes: list[str], learning_rate: float) -> None:
-    """Compile with the configured optimiser, sparse cross-entropy, accuracy, ROC-AUC and PR-AUC."""
+def compile_model(model: Any, config: ExperimentConfig, classes: list[str], learning_rate: float | Any) -> None:
+    """Compile for one-hot labels: the configured optimiser, categorical cross-entropy, accuracy, ROC/PR-AUC.
+
+    ``learning_rate`` is a float or a Keras schedule; ``train.label_smoothing`` applies to the loss.
+    """
+    import keras
+
     from pipelines.keras_metrics import SparseAUC
 
     positive = Task.of(classes, config.data.task.positive).positive
     model.compile(optimizer=_optimizer(config.train.optimizer, learning_rate),
-                  loss="sparse_categorical_crossentropy",
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
                   metrics=["accuracy", SparseAUC(len(classes), positive, name="auc"),
                            SparseAUC(len(classes), positive, name="pr_auc", curve="PR")],
                   jit_compile=config.runtime.jit_compile,
                   steps_per_execution=config.runtime.steps_per_execution)
 
 
-def _optimizer(name: str, learning_rate: float) -> Any:
+def _optimizer(name: str, learning_rate: float | Any) -> Any:
     import keras
 
     optimizers = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
@@ -194,9 +212,7 @@ def _callbacks(config: ExperimentConfig, out_dir: Path, phase: str) -> list[Any]
         keras.callbacks.BackupAndRestore(str(out_dir / "backup" / phase)),
         keras.callbacks.EarlyStopping(monitor=fit_cfg.monitor, mode=mode,
                                       patience=fit_cfg.early_stopping_patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=fit_cfg.monitor, mode=mode,
-                                          patience=fit_cfg.reduce_lr_patience,
-                                          factor=fit_cfg.reduce_lr_factor, min_lr=fit_cfg.min_learning_rate),
+        *plateau_callbacks(fit_cfg, fit_cfg.monitor, mode),
         keras.callbacks.ModelCheckpoint(str(out_dir / "checkpoint.keras"), monitor=fit_cfg.monitor,
                                         mode=mode, save_best_only=True),
         keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),

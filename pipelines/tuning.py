@@ -52,6 +52,7 @@ from pipelines.report import write_report
 from pipelines.runner import run_one, start_run_dir, train_all, write_data_artifacts
 from pipelines.runtime import get_strategy, global_batch_size, set_precision
 from pipelines.samples import SampleSet
+from pipelines.schedules import plateau_callbacks
 from pipelines.schema import to_dict
 from pipelines.search_space import check_space, declare_all, model_values
 from pipelines.side_inputs import with_side_inputs
@@ -126,14 +127,15 @@ def trial_metrics(history: keras.callbacks.History, tuning: TuningConfig, second
 
 
 def trial_callbacks(config: ExperimentConfig) -> list[keras.callbacks.Callback]:
-    """EarlyStopping and ReduceLROnPlateau on the tuning objective (KerasTuner copies them per trial)."""
+    """EarlyStopping and (constant schedule only) ReduceLROnPlateau on the tuning objective.
+
+    KerasTuner copies them per trial.
+    """
     tuning, train = config.tuning, config.train
     return [
         keras.callbacks.EarlyStopping(monitor=tuning.objective, mode=tuning.direction,
                                       patience=train.early_stopping_patience, restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=tuning.objective, mode=tuning.direction,
-                                          patience=train.reduce_lr_patience, factor=train.reduce_lr_factor,
-                                          min_lr=train.min_learning_rate),
+        *plateau_callbacks(train, tuning.objective, tuning.direction),
     ]
 
 

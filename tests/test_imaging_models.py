@@ -202,8 +202,6 @@ def test_augmentation_only_in_training_and_deterministic():
                                                                seed=3, augment=fn)]) for _ in range(2)]
     np.testing.assert_array_equal(runs[0], runs[1])
     assert not np.allclose(np.sort(runs[0].sum(axis=(1, 2, 3))), np.sort(x.sum(axis=(1, 2, 3))))
-    with pytest.raises(ConfigError, match="mixup"):
-        image_augmenter(ImageAugmentConfig(mixup_alpha=0.2))
 
 
 def test_gradcam_maps_are_image_sized_and_normalised():
