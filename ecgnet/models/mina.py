@@ -49,7 +49,7 @@ Deviations from the paper:
   direction. All are hyperparameters. On CinC 2017 (one seed, validation
   records) these defaults scored 0.946 ROC-AUC against 0.953 for 50-sample
   segments with 32 filters at stride 10, at about two thirds of the inference
-  cost (README, "Model throughput").
+  cost (RESULTS.md, "Model throughput").
 * The paper concatenates knowledge into a ``tanh`` attention score; this is kept
   for the rhythm and frequency levels (``v^T tanh(W h + U k + b)``), while the
   beat level, which scores every position of every segment, uses a linear score
