@@ -513,6 +513,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     raw.setdefault("name", path.stem)
+    _upgrade_moved_keys(raw)
     raw["models"] = [_model_entry(m) for m in raw.get("models") or []]
     for item in overrides or []:
         apply_override(raw, item)
@@ -525,6 +526,15 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
         raise ConfigError(f"{path}: {err}") from None
     finally:
         _CHECK_DATA_FILES.reset(token)
+
+
+def _upgrade_moved_keys(raw: dict[str, Any]) -> None:
+    """Read configs written by earlier versions (run folders): ``loader.image_augment.mixup_alpha``
+    became ``loader.mixup_alpha`` (mixup now applies to every modality)."""
+    loader = raw.get("loader")
+    augment = loader.get("image_augment") if isinstance(loader, dict) else None
+    if isinstance(augment, dict) and "mixup_alpha" in augment:
+        loader.setdefault("mixup_alpha", augment.pop("mixup_alpha"))
 
 
 def shipped_configs() -> list[str]:

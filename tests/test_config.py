@@ -93,3 +93,13 @@ def test_override_into_list_index_errors():
     raw = {"models": [{"type": "cnn"}]}
     with pytest.raises(ConfigError, match="not a valid index"):
         apply_override(raw, "models.3.params.l2=0.1")
+
+
+def test_run_folder_configs_of_earlier_versions_still_load(tmp_path):
+    """``loader.image_augment.mixup_alpha`` (before mixup applied to every modality) reads as ``loader.mixup_alpha``."""
+    from pipelines.config import load_config
+
+    path = tmp_path / "config.yaml"
+    path.write_text("name: old\ndata: {source: synthetic}\nloader: {image_augment: {mixup_alpha: 0.2}}\n")
+    config = load_config(path, check_data=False)
+    assert config.loader.mixup_alpha == 0.2
