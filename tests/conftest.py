@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 import wfdb
+import yaml
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -31,6 +32,27 @@ def pytest_collection_modifyitems(config, items):
 def _isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own cache folder so no test reads another's cache."""
     monkeypatch.setenv("BIOMED_CACHE", str(tmp_path / "cache"))
+
+
+def write_tiny_experiment(base: Path, models: list, *, duration_s: tuple[float, float] = (12, 30),
+                          seed: int = 0) -> Path:
+    """30 synthetic records (100 Hz) in ``base/data`` and an N-vs-A config of 5 s windows at 50 Hz.
+
+    Returns the config file ``base/tiny.yaml`` (one seed, one epoch, no cache).
+    """
+    from ecgnet.synthetic import synthesize_records
+
+    synthesize_records(base / "data", n_records=30, fs=100, duration_s=duration_s, seed=seed)
+    config_file = base / "tiny.yaml"
+    config_file.write_text(yaml.safe_dump({
+        "name": "tiny", "seeds": [0],
+        "data": {"source": "cinc2017", "path": str(base / "data"), "workers": 1, "cache": {"enabled": False},
+                 "task": {"classes": ["N", "A"], "positive": "A", "label_map": {"O": None, "~": None}},
+                 "preprocess": {"fs": 50, "bandpass": [0.5, 20], "window_s": 5, "stride_s": 5},
+                 "split": {"val": 0.25, "test": 0.25}},
+        "loader": {"batch_size": 16}, "train": {"epochs": 1, "tensorboard": False, "verbose": 0},
+        "models": models}))
+    return config_file
 
 
 def write_record(folder: Path, name: str, signal: np.ndarray, fs: float = 100.0, fmt: str = "16") -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
+from conftest import write_tiny_experiment
 from pipelines.cli import main
 from pipelines.errors import BiomedError
 from pipelines.export import load_skops_model
@@ -26,21 +26,12 @@ def run_dir(tmp_path_factory) -> Path:
     20 s records cut into exactly four non-overlapping windows, so predict's covering windows are the
     training windows and per-record means are comparable.
     """
-    from ecgnet.synthetic import synthesize_records
     from pipelines.config import load_config
     from pipelines.runner import run_experiment
 
     base = tmp_path_factory.mktemp("baselines")
-    synthesize_records(base / "data", n_records=30, fs=100, duration_s=(20, 20), seed=1)
-    config_file = base / "tiny.yaml"
-    config_file.write_text(yaml.safe_dump({
-        "name": "tiny", "seeds": [0],
-        "data": {"source": "cinc2017", "path": str(base / "data"), "workers": 1, "cache": {"enabled": False},
-                 "task": {"classes": ["N", "A"], "positive": "A", "label_map": {"O": None, "~": None}},
-                 "preprocess": {"fs": 50, "bandpass": [0.5, 20], "window_s": 5, "stride_s": 5},
-                 "split": {"val": 0.25, "test": 0.25}},
-        "train": {"epochs": 1, "tensorboard": False, "verbose": 0},
-        "models": ["expert_lr", {"type": "expert_rf", "params": {"n_estimators": 20}}]}))
+    config_file = write_tiny_experiment(base, ["expert_lr", {"type": "expert_rf", "params": {"n_estimators": 20}}],
+                                        duration_s=(20, 20), seed=1)
     return run_experiment(load_config(config_file), base / "run")
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import write_record
+from conftest import write_record, write_tiny_experiment
 from pipelines.cli import main
 from pipelines.model_card import read_card
 from ecgnet.inputs import prediction_windows
@@ -26,23 +26,12 @@ INT8_MAX_DIFF = 0.1         # int8 TFLite vs .keras, max |Δ record probability|
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A finished tiny run: 30 synthetic records at 100 Hz, cnn (4 filters) trained 1 epoch at 50 Hz."""
-    from ecgnet.synthetic import synthesize_records
     from pipelines.config import load_config
     from pipelines.datasets import prepare_data
     from pipelines.runner import start_run_dir, train_all, write_data_artifacts
 
     base = tmp_path_factory.mktemp("predict")
-    synthesize_records(base / "data", n_records=30, fs=100, duration_s=(12, 30), seed=0)
-    config_file = base / "tiny.yaml"
-    config_file.write_text(yaml.safe_dump({
-        "name": "tiny", "seeds": [0],
-        "data": {"source": "cinc2017", "path": str(base / "data"), "workers": 1, "cache": {"enabled": False},
-                 "task": {"classes": ["N", "A"], "positive": "A", "label_map": {"O": None, "~": None}},
-                 "preprocess": {"fs": 50, "bandpass": [0.5, 20], "window_s": 5, "stride_s": 5},
-                 "split": {"val": 0.25, "test": 0.25}},
-        "loader": {"batch_size": 16}, "train": {"epochs": 1, "tensorboard": False, "verbose": 0},
-        "models": [{"type": "cnn", "params": {"filters": 4, "depth": 2}}]}))
-    config = load_config(config_file)
+    config = load_config(write_tiny_experiment(base, [{"type": "cnn", "params": {"filters": 4, "depth": 2}}]))
     run = base / "run"
     start_run_dir(config, run)
     data = prepare_data(config)
