@@ -403,8 +403,10 @@ TRAINING_HYPERPARAMETERS = ("learning_rate", "batch_size")
 
 @dataclass
 class ModelEntry:
-    """One model of the comparison: registry ``type``, display ``name``, hyperparameters and
-    ``train`` overrides of this model (e.g. ``{epochs: 5}``; keys of the ``train`` section)."""
+    """One model of the comparison: registry ``type``, display ``name``, hyperparameters, own ``train`` keys.
+
+    ``train`` overrides keys of the config's ``train`` section for this model only (e.g. ``{epochs: 5}``).
+    """
 
     type: str
     name: str | None = None
