@@ -335,8 +335,14 @@ def expert_feature_matrix(windows: np.ndarray, fs: float | None) -> np.ndarray:
 
 
 def _as_windows(X: np.ndarray) -> np.ndarray:
-    """Check ``X`` is ``(n, T)`` or ``(n, T, 1)`` and return it as a float ``(n, T)`` array."""
-    X = np.asarray(X, dtype=float)
+    """Check ``X`` is ``(n, T)`` or ``(n, T, 1)`` and return it as a numeric ``(n, T)`` array.
+
+    Numeric arrays are viewed, not copied (each row becomes float64 in :func:`extract_features`):
+    ``fit`` only needs the shape, and a float64 copy of a run's windows is gigabytes.
+    """
+    X = np.asarray(X)
+    if not np.issubdtype(X.dtype, np.number):
+        X = X.astype(float)
     if X.ndim == 3 and X.shape[2] == 1:
         X = X[:, :, 0]
     if X.ndim != 2:
