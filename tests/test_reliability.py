@@ -201,6 +201,31 @@ def test_corrupt_cache_entries_are_detected_and_rebuilt(tiny_cinc, capfd):
     assert capfd.readouterr().err == ""  # a sound entry is read silently
 
 
+def test_cache_checksums_cover_every_chunk_and_older_formats_rebuild(tiny_cinc, capfd, monkeypatch):
+    from pipelines import cache
+    from pipelines.config import DataConfig, PreprocessConfig
+    from ecgnet.dataset import load_ecg_samples
+
+    monkeypatch.setattr(cache, "CHUNK_BYTES", 4096)        # many chunks even for the tiny fixture
+    data = DataConfig(source="cinc2017", path=str(tiny_cinc), workers=1,
+                      preprocess=PreprocessConfig(fs=50, bandpass=[0.5, 20], window_s=4))
+    good = load_ecg_samples(data)
+    (entry,) = (Path(os.environ["BIOMED_CACHE"]) / "ecg").iterdir()
+    digests = json.loads((entry / "checksums.json").read_text())["sha256"]["x.npy"]
+    assert len(digests) == -(-(entry / "x.npy").stat().st_size // 4096) > 2
+    raw = bytearray((entry / "x.npy").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF                              # one flipped byte in a middle chunk
+    (entry / "x.npy").write_bytes(bytes(raw))
+    capfd.readouterr()
+    again = load_ecg_samples(data)
+    assert "checksum mismatch of x.npy" in capfd.readouterr().err
+    np.testing.assert_array_equal(again.x, good.x)
+    assert again.x.flags.writeable                          # the cached array is the caller's to change
+    (entry / "checksums.json").write_text(json.dumps({"x.npy": "0" * 64, "meta.npz": "0" * 64}))
+    load_ecg_samples(data)                                  # an older release's single-digest format
+    assert "checksums.json of another format; rebuilding it" in capfd.readouterr().err
+
+
 # --- predict: model cards, untrusted models, exit codes --------------------------------------------------
 
 @pytest.fixture(scope="module")
