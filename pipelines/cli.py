@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="export every seed of these models of a run folder (none named: every Keras "
                              "model) as one model averaging their softmax")
     export.add_argument("--format", choices=list(FORMATS), default="keras",
-                        help="keras, savedmodel, tflite, onnx (Keras models) or skops (scikit-learn baselines)")
+                        help="keras, savedmodel, tflite, onnx (Keras models), skops (scikit-learn baselines) or "
+                             "ensemble (a run's ensembles: each member as keras or skops)")
     export.add_argument("--quantize", choices=["dynamic", "float16", "int8"],
                         help="TFLite quantisation (int8 uses a representative set from the training split)")
     export.add_argument("--out", required=True, help="output folder")

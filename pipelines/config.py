@@ -420,6 +420,33 @@ class ModelEntry:
 
 
 @dataclass
+class EnsembleEntry:
+    """An ensemble of trained models of the run: per seed, the weighted mean of its members' probabilities.
+
+    Members may mix families (a scikit-learn baseline with a Keras network); the ensemble
+    trains nothing, is evaluated like a model and exports with ``biomed export --format ensemble``.
+    """
+
+    name: str
+    members: list[str] = field(default_factory=list)
+    weights: list[float] | None = None
+
+    def validate(self, where: str) -> None:
+        if len(self.members) < 2 or len(set(self.members)) != len(self.members):
+            raise ConfigError(f"{where}.members: expected at least two distinct model names, got {self.members}")
+        if self.weights is not None and (len(self.weights) != len(self.members)
+                                         or not all(w > 0 for w in self.weights)):
+            raise ConfigError(f"{where}.weights: expected {len(self.members)} positive numbers (one per "
+                              f"member), got {self.weights}")
+
+    @property
+    def member_weights(self) -> list[float]:
+        """The members' weights, summing to 1 (equal unless ``weights`` is given)."""
+        weights = self.weights or [1.0] * len(self.members)
+        return [w / sum(weights) for w in weights]
+
+
+@dataclass
 class EvaluationConfig:
     """How trained models are evaluated (and exported): test-time augmentation views."""
 
@@ -443,6 +470,7 @@ class ExperimentConfig:
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     models: list[ModelEntry] = field(default_factory=list)
+    ensembles: list[EnsembleEntry] = field(default_factory=list)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     tuning: TuningConfig | None = None
@@ -461,6 +489,14 @@ class ExperimentConfig:
             except ConfigError as err:
                 raise ConfigError(f"models[{i}].params: {err}") from None
             self.train_config(entry, where=f"models[{i}].train")
+        for i, ensemble in enumerate(self.ensembles):
+            if ensemble.name in labels or [e.name for e in self.ensembles].count(ensemble.name) > 1:
+                raise ConfigError(f"ensembles[{i}].name: {ensemble.name!r} is already the name of a model or "
+                                  f"another ensemble")
+            unknown = [m for m in ensemble.members if m not in labels]
+            if unknown:
+                raise ConfigError(f"ensembles[{i}].members: {unknown} are not models of this config "
+                                  f"(models: {', '.join(labels) or 'none'})")
         if self.tuning is not None:
             self._validate_tuning(self.tuning)
 

@@ -1,5 +1,5 @@
 """``biomed export``: a trained model with its model card: Keras models as ``.keras``, SavedModel,
-TFLite or ONNX, scikit-learn baselines as ``.skops``.
+TFLite or ONNX, scikit-learn baselines as ``.skops``, a run's ensembles as their members in those formats.
 
 Sources are a run folder (the model × seed of the format's family with the best
 record-level validation ROC-AUC unless ``--model``/``--seed`` are given), a
@@ -19,6 +19,8 @@ Layout of ``--out DIR``::
     tflite:     DIR/model.tflite           DIR/model_card.json
     onnx:       DIR/model.onnx             DIR/model_card.json   (tf2onnx; run with onnxruntime)
     skops:      DIR/model.skops            DIR/model_card.json   (scikit-learn Pipeline)
+    ensemble:   DIR/members/<model>/...    DIR/model_card.json   (each member exported as keras or skops,
+                                                                   with its own card; predict averages them)
 
 TFLite is converted from a SavedModel exported for the purpose. The converter
 runs in a child process because it can crash the interpreter (seen: int8
@@ -46,6 +48,7 @@ from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.config import ExperimentConfig, load_config
 from pipelines.datasets import prepare_data
+from pipelines.ensembles import ENSEMBLE_FILE, read_members, seed_folder
 from pipelines.errors import BiomedError
 from pipelines.metrics import validation_roc_auc
 from pipelines.model_card import SELECTION_NOTE, build_card, write_card
@@ -54,10 +57,13 @@ from pipelines.side_inputs import input_names
 
 log = logging.getLogger("biomed")
 
-FORMATS = ("keras", "savedmodel", "tflite", "onnx", "skops")
+FORMATS = ("keras", "savedmodel", "tflite", "onnx", "skops", "ensemble")
 #: The model family each format exports, and the artefact of that family in a model folder.
-FORMAT_FAMILY = {"keras": "keras", "savedmodel": "keras", "tflite": "keras", "onnx": "keras", "skops": "sklearn"}
-ARTEFACTS = {"keras": "model.keras", "sklearn": "model.skops"}
+FORMAT_FAMILY = {"keras": "keras", "savedmodel": "keras", "tflite": "keras", "onnx": "keras", "skops": "sklearn",
+                 "ensemble": "ensemble"}
+ARTEFACTS = {"keras": "model.keras", "sklearn": "model.skops", "ensemble": ENSEMBLE_FILE}
+#: The format each member of an exported ensemble takes, by family.
+MEMBER_FORMAT = {"keras": "keras", "sklearn": "skops"}
 #: Types a ``.skops`` file may hold besides those the plugins register (``plugins.SKOPS_TYPES``):
 #: plain containers, numpy arrays and their scalar types.
 SKOPS_BASE_TYPES = tuple(plugins.type_name(t) for t in (
@@ -185,10 +191,12 @@ def select_model(run_dir: Path, model: str | None, seed: int | None, family: str
         rows = rows[rows["seed"] == seed]
     if rows.empty:
         available = sorted(set(metrics["model"]))
-        kind = "Keras model" if family == "keras" else "scikit-learn baseline (--format skops)"
+        kind = {"keras": "Keras model", "sklearn": "scikit-learn baseline (--format skops)",
+                "ensemble": "ensemble (--format ensemble)"}[family]
         raise BiomedError(f"{run_dir}: no trained {kind} matches model={model!r} seed={seed!r} "
                           f"(models in metrics.csv: {', '.join(available)}; Keras models export with --format "
-                          f"keras, savedmodel or tflite, scikit-learn baselines with --format skops)")
+                          f"keras, savedmodel, tflite or onnx, scikit-learn baselines with --format skops, ensembles "
+                          f"with --format ensemble)")
     if model is not None and seed is not None:
         return model, seed, "given --model/--seed"
     config = load_config(run_dir / "config.yaml", check_data=False)
@@ -482,7 +490,7 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
     Returns:
         The path of the written ``model_card.json``.
     """
-    if _family(model_format) != ("sklearn" if source.model_file.suffix == ".skops" else "keras"):
+    if _family(model_format) != _file_family(source.model_file):
         raise BiomedError(f"{source.model_file} cannot be exported as {model_format}")
     if quantize is not None and model_format != "tflite":
         raise BiomedError("--quantize applies to --format tflite only")
@@ -491,6 +499,8 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
     out = Path(out)
     if model_format == "skops":
         return _export_skops(source, out)
+    if model_format == "ensemble":
+        return _export_ensemble(source, out)
     with tempfile.TemporaryDirectory() as tmp:
         model, keras_file, extra = _deployed_model(source, Path(tmp))
         return _export(source, model, keras_file, extra, model_format, out, quantize, isolated)
@@ -565,14 +575,49 @@ def _export_skops(source: ExportSource, out: Path) -> Path:
     load_skops_model(source.model_file)
     fields = _run_fields(source)
     data = fields["config"].data
-    shape = ([None, data.preprocess.window_samples, 1] if data.modality == "ecg"
-             else [None, *data.image.image_size, data.image.channels])
+    shape = _run_input_shape(fields["config"])
     with atomic_path(out / ARTEFACTS["sklearn"]) as tmp:
         shutil.copyfile(source.model_file, tmp)
     return write_card(out, build_card(
         model_format="skops", model_file=ARTEFACTS["sklearn"], input_name=data.modality, input_shape=shape,
         output_name="predict_proba", n_outputs=len(data.task.classes), source_file=source.model_file,
         model=source.model, seed=source.seed, selection=source.selection, **fields))
+
+
+def _export_ensemble(source: ExportSource, out: Path) -> Path:
+    """Export each member of a run's ensemble × seed under ``members/<model>`` in its family's safe format
+    (``keras`` or ``skops``, each with its card) and write the ensemble's card, which ``predict`` averages by."""
+    if source.run_dir is None or source.seed is None:
+        raise BiomedError(f"{source.model_file}: an ensemble exports from its run folder only")
+    members = []
+    for label, weight in read_members(source.model_file.parent):
+        folder = seed_folder(source.run_dir, label, source.seed)
+        family = next((f for f in MEMBER_FORMAT if (folder / ARTEFACTS[f]).is_file()), None)
+        if family is None:
+            raise BiomedError(f"{folder}: member {label!r} of ensemble {source.model!r} holds no trained model")
+        member_source = _model_folder_source(folder, family, f"member of ensemble {source.model}")
+        export_model(member_source, MEMBER_FORMAT[family], out / "members" / label)
+        members.append({"model": label, "folder": f"members/{label}", "format": MEMBER_FORMAT[family],
+                        "weight": weight})
+    fields = _run_fields(source)
+    data = fields["config"].data
+    return write_card(out, build_card(
+        model_format="ensemble", model_file="members", input_name=data.modality,
+        input_shape=_run_input_shape(fields["config"]), output_name="mean_proba",
+        n_outputs=len(data.task.classes), source_file=source.model_file, model=source.model, seed=source.seed,
+        selection=source.selection, extra={"members": members}, **fields))
+
+
+def _file_family(model_file: Path) -> str:
+    """The family of a model folder's artefact, by its suffix."""
+    return {".skops": "sklearn", ".json": "ensemble"}.get(model_file.suffix, "keras")
+
+
+def _run_input_shape(config: ExperimentConfig) -> list[int | None]:
+    """The model-ready input of a run: its preprocessed window (ECG) or image, with a free batch axis."""
+    data = config.data
+    return ([None, data.preprocess.window_samples, 1] if data.modality == "ecg"
+            else [None, *data.image.image_size, data.image.channels])
 
 
 def _run_fields(source: ExportSource) -> dict[str, Any]:

@@ -162,6 +162,35 @@ class SklearnPredictor:
         return sklearn_proba(self.model, x, self.n_outputs)
 
 
+class EnsemblePredictor:
+    """An exported ensemble: each member (``members/<model>``, with its own card) loaded by
+    :func:`load_predictor` and their probabilities averaged with the card's weights."""
+
+    def __init__(self, folder: Path, card: dict[str, Any], card_file: Path, jit_compile: bool = False,
+                 allow_savedmodel: bool = False) -> None:
+        entries = card.get("members")
+        if not isinstance(entries, list) or len(entries) < 2 or not all(
+                isinstance(e, dict) and isinstance(e.get("folder"), str)
+                and isinstance(e.get("weight"), (int, float)) and e["weight"] > 0 for e in entries):
+            raise BiomedError(f"{card_file}: members: expected at least two {{folder, weight}} entries, got {entries!r}")
+        self.members, weights = [], []
+        for entry in entries:
+            member_folder = card_model_file(folder, {"model_file": entry["folder"]}, card_file)
+            predictor, member_card = load_predictor(member_folder, jit_compile, allow_savedmodel)
+            for key in ("classes", "preprocess", "image"):
+                if member_card.get(key) != card.get(key):
+                    raise BiomedError(f"{member_folder}: the member's {key} {member_card.get(key)!r} differs "
+                                      f"from the ensemble's {card.get(key)!r}")
+            self.members.append(predictor)
+            weights.append(float(entry["weight"]))
+        self.weights = np.asarray(weights) / sum(weights)
+        self.input_shape = self.members[0].input_shape
+        self.n_outputs = self.members[0].n_outputs
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return sum(w * m.predict(x) for w, m in zip(self.weights, self.members)).astype(np.float32)
+
+
 def _quantize(x: np.ndarray, details: dict[str, Any]) -> np.ndarray:
     scale, zero = details["quantization"]
     if details["dtype"] == np.float32 or not scale:
@@ -194,7 +223,10 @@ def load_predictor(model: Path, jit_compile: bool = False, allow_savedmodel: boo
     card_file = model / CARD_NAME if model.is_dir() else model.parent / CARD_NAME
     card = read_card(card_file)
     artefact = card_model_file(model, card, card_file) if model.is_dir() else model
-    if artefact.suffix == ".keras":
+    if card.get("format") == "ensemble":
+        predictor = EnsemblePredictor(model if model.is_dir() else model.parent, card, card_file, jit_compile,
+                                      allow_savedmodel)
+    elif artefact.suffix == ".keras":
         predictor = KerasPredictor(artefact, jit_compile, card.get("side_inputs") or (),
                                    (card.get("preprocess") or {}).get("fs"))
     elif artefact.suffix == ".tflite":

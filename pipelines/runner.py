@@ -23,6 +23,7 @@ from pipelines.artifacts import write_csv, write_json, write_text
 from pipelines.config import ExperimentConfig, ModelEntry, config_hash, config_to_yaml
 from pipelines.console import progress
 from pipelines.datasets import PreparedData, prepare_data
+from pipelines.ensembles import ROLE as ENSEMBLE_ROLE, write_ensemble
 from pipelines.errors import BiomedError
 from pipelines.metrics import evaluate_predictions, summarise
 from pipelines.modeling import get_model
@@ -93,6 +94,34 @@ def _without(raw: dict, keys: tuple[tuple[str, ...], ...]) -> dict:
     return raw
 
 
+#: Keys a resumed run may change: models, ensembles and seeds may be added (or left out); the
+#: entries it keeps must be unchanged (:func:`check_kept_entries`), so finished results stay valid.
+RUN_EXTENSIONS = (("models",), ("ensembles",), ("seeds",))
+
+
+def check_kept_entries(stored: Path, config: ExperimentConfig) -> None:
+    """Refuse to resume a run whose models or ensembles of the same name were configured differently.
+
+    Raises:
+        BiomedError: an entry of the stored config changed under the same name.
+    """
+    if not stored.is_file():
+        return
+    raw = _stored_config(stored)
+    new = yaml.safe_load(config_to_yaml(config))
+    for section, key in (("models", "name"), ("ensembles", "name")):
+        current = {_entry_label(e, key): e for e in new.get(section) or []}
+        for entry in raw.get(section) or []:
+            label = _entry_label(entry, key) if isinstance(entry, dict) else None
+            if label in current and current[label] != entry:
+                raise BiomedError(f"{stored.parent}: {section} entry {label!r} differs from the one this run "
+                                  f"folder was trained with; give it another name, or choose another --out folder")
+
+
+def _entry_label(entry: dict, key: str) -> str:
+    return entry.get(key) or entry.get("type")
+
+
 def write_data_artifacts(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> dict:
     """Write data_summary.json and splits.csv; return the summary."""
     summary = data.summary(config.name, config.data.task.positive)
@@ -112,7 +141,8 @@ def run_experiment(config: ExperimentConfig, run_dir: Path) -> Path:
     if is_chief():
         check_run_folder(run_dir)
     with artefact_dir(run_dir) as write_dir, run_lock(write_dir):
-        start_run_dir(config, write_dir)
+        check_kept_entries(write_dir / "config.yaml", config)
+        start_run_dir(config, write_dir, may_change=RUN_EXTENSIONS)
         log.info(f"run folder: {run_dir}")
         data = prepare_data(config, progress=_loading_progress())
         summary = write_data_artifacts(config, data, write_dir)
@@ -127,14 +157,23 @@ def run_experiment(config: ExperimentConfig, run_dir: Path) -> Path:
 
 
 def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> None:
-    """Fit and evaluate every model × seed, appending to metrics.csv as each one finishes."""
+    """Fit and evaluate every model × seed, then every ensemble × seed, appending to metrics.csv as each finishes."""
     jobs = list(itertools.product(config.models, config.seeds))
+    ensemble_jobs = list(itertools.product(config.ensembles, config.seeds))
     rows: list[dict] = []
     started, done_times = time.perf_counter(), []
-    with progress(len(jobs), "training", "model") as bar:
+
+    def record_rows(tag: str, new_rows: list[dict]) -> None:
+        rows.extend(new_rows)
+        record = next(r for r in new_rows if r["level"] == "record")
+        log.info(f"{tag}: " + ", ".join(f"{k} {record[k]:.4f}" for k in _headline(record)))
+        write_csv(run_dir / "metrics.csv", pd.DataFrame(rows))
+
+    total = len(jobs) + len(ensemble_jobs)
+    with progress(total, "training", "model") as bar:
         for number, (entry, seed) in enumerate(jobs, start=1):
             out = run_dir / "models" / entry.label / f"seed_{seed}"
-            tag = f"[{number}/{len(jobs)}] {entry.label} seed {seed}"
+            tag = f"[{number}/{total}] {entry.label} seed {seed}"
             bar.set_postfix_str(f"{entry.label} seed {seed}")
             if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
                 log.info(f"{tag}: already trained (predictions.csv found), evaluated without retraining")
@@ -145,14 +184,15 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> No
                 job_start = time.perf_counter()
                 new_rows = run_one(config, data, entry, seed, out)
                 done_times.append(time.perf_counter() - job_start)
-            rows.extend(new_rows)
-            record = next(r for r in new_rows if r["level"] == "record")
-            log.info(f"{tag}: " + ", ".join(f"{k} {record[k]:.4f}" for k in _headline(record)))
-            metrics = pd.DataFrame(rows)
-            write_csv(run_dir / "metrics.csv", metrics)
+            record_rows(tag, new_rows)
+            bar.update()
+        for number, (ensemble, seed) in enumerate(ensemble_jobs, start=len(jobs) + 1):
+            predictions = write_ensemble(run_dir, ensemble, seed, task_of(config, data))
+            record_rows(f"[{number}/{total}] {ensemble.name} seed {seed} (ensemble of "
+                        f"{' + '.join(ensemble.members)})", _metric_rows(ensemble.name, ENSEMBLE_ROLE, seed, predictions))
             bar.update()
     write_csv(run_dir / "summary.csv", summarise(pd.DataFrame(rows)))
-    log.info(f"finished {len(jobs)} model × seed runs in {time.perf_counter() - started:.0f} s")
+    log.info(f"finished {total} model × seed runs in {time.perf_counter() - started:.0f} s")
 
 
 def run_one(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, seed: int, out: Path) -> list[dict]:
@@ -186,10 +226,13 @@ def split_predictions(data: PreparedData, task: Task, probs: dict[str, np.ndarra
 def evaluate_run_predictions(config: ExperimentConfig, entry: ModelEntry, seed: int,
                              predictions: Predictions) -> list[dict]:
     """Metric rows (window and record level) of one model × seed from its predictions."""
-    role = get_model(entry.type).role
-    rows = evaluate_predictions(predictions)
-    return [{"model": entry.label, "role": role, "seed": seed,
-             **{k: v for k, v in row.items() if not isinstance(v, (list, dict))}} for row in rows]
+    return _metric_rows(entry.label, get_model(entry.type).role, seed, predictions)
+
+
+def _metric_rows(label: str, role: str, seed: int, predictions: Predictions) -> list[dict]:
+    return [{"model": label, "role": role, "seed": seed,
+             **{k: v for k, v in row.items() if not isinstance(v, (list, dict))}}
+            for row in evaluate_predictions(predictions)]
 
 
 def _headline(row: dict) -> list[str]:

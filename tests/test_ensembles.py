@@ -1,0 +1,131 @@
+"""Ensembles across a run's models: averaged predictions, evaluation, resume, export and predict parity."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import write_tiny_experiment
+from pipelines.cli import main
+from pipelines.errors import BiomedError, ConfigError
+from pipelines.model_card import read_card
+from pipelines.predict import EnsemblePredictor, load_predictor
+
+# The members' float32 probabilities are averaged in float64 by the run and in float32 by predict;
+# Keras may batch the windows differently in the two, so allow float32 rounding of a sum of two terms.
+PARITY_ATOL = 1e-5
+MODELS = [{"type": "expert_rf", "params": {"n_estimators": 20}},
+          {"type": "hybrid_cnn", "params": {"filters": 4, "depth": 2, "feature_units": 8}}]
+ENSEMBLE = {"name": "rf_hybrid", "members": ["expert_rf", "hybrid_cnn"], "weights": [3, 1]}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A tiny run of a forest and a hybrid network with their weighted ensemble (20 s records, 5 s windows)."""
+    from pipelines.config import load_config
+    from pipelines.runner import run_experiment
+
+    base = tmp_path_factory.mktemp("ensembles")
+    config_file = write_tiny_experiment(base, MODELS, duration_s=(20, 20), seed=2)
+    raw = yaml.safe_load(config_file.read_text())
+    config_file.write_text(yaml.safe_dump({**raw, "ensembles": [ENSEMBLE]}))
+    return run_experiment(load_config(config_file), base / "run")
+
+
+def _predictions(run_dir: Path, label: str) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "models" / label / "seed_0" / "predictions.csv", dtype={"record": str})
+
+
+def test_ensemble_is_the_weighted_mean_of_its_members_and_is_evaluated(run_dir):
+    forest, network, ensemble = (_predictions(run_dir, m) for m in ("expert_rf", "hybrid_cnn", "rf_hybrid"))
+    assert len(ensemble) == len(forest) > 0
+    np.testing.assert_array_equal(ensemble[["split", "record", "window"]], forest[["split", "record", "window"]])
+    np.testing.assert_allclose(ensemble[["prob_N", "prob_A"]],
+                               0.75 * forest[["prob_N", "prob_A"]] + 0.25 * network[["prob_N", "prob_A"]],
+                               atol=1e-12)
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    rows = metrics[metrics["model"] == "rf_hybrid"]
+    assert set(rows["level"]) == {"window", "record"} and set(rows["role"]) == {"ensemble"}
+    assert rows["roc_auc"].between(0, 1).all()
+    assert "rf_hybrid" in (run_dir / "report.md").read_text()
+
+
+def test_exported_ensemble_predicts_the_runs_test_probabilities(run_dir, tmp_path):
+    out = tmp_path / "export"
+    assert main(["export", str(run_dir), "--format", "ensemble", "--out", str(out)]) == 0
+    card = read_card(out)
+    assert card["format"] == "ensemble" and card["model"] == "rf_hybrid"
+    assert [(m["model"], m["format"], m["weight"]) for m in card["members"]] == [
+        ("expert_rf", "skops", 0.75), ("hybrid_cnn", "keras", 0.25)]
+    assert (out / "members" / "expert_rf" / "model.skops").is_file()
+    assert read_card(out / "members" / "hybrid_cnn")["side_inputs"] == ["expert_features"]
+    predictor, _ = load_predictor(out)
+    assert isinstance(predictor, EnsemblePredictor)
+
+    test = _predictions(run_dir, "rf_hybrid").query("split == 'test'")
+    records = sorted(set(test["record"]))
+    scored = tmp_path / "scored.csv"
+    assert main(["predict", str(out), *[str(run_dir.parent / "data" / r) for r in records],
+                 "--out", str(scored)]) == 0
+    got = pd.read_csv(scored, dtype={"record": str}).set_index("record").loc[records]
+    expected = test.groupby("record")[["prob_N", "prob_A"]].mean().loc[records]
+    np.testing.assert_allclose(got[["prob_N", "prob_A"]], expected, atol=PARITY_ATOL)
+
+
+def test_export_and_predict_refuse_what_is_not_an_ensemble(run_dir, tmp_path):
+    assert main(["export", str(run_dir), "--format", "ensemble", "--model", "hybrid_cnn",
+                 "--out", str(tmp_path / "x")]) == 2
+    out = tmp_path / "export"
+    assert main(["export", str(run_dir), "--format", "ensemble", "--out", str(out)]) == 0
+    card = json.loads((out / "model_card.json").read_text())
+    card["members"] = card["members"][:1]
+    (out / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(BiomedError, match="members: expected at least two"):
+        load_predictor(out)
+
+
+def test_resume_adds_an_ensemble_without_retraining_and_refuses_a_changed_model(run_dir, tmp_path):
+    import shutil
+
+    from pipelines.config import load_config
+    from pipelines.runner import run_experiment
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    trained = copy / "models" / "hybrid_cnn" / "seed_0" / "model.keras"
+    before = trained.stat().st_mtime_ns
+    config_file = tmp_path / "more.yaml"
+    raw = yaml.safe_load((run_dir / "config.yaml").read_text())
+    raw["ensembles"].append({"name": "equal", "members": ["expert_rf", "hybrid_cnn"], "weights": None})
+    config_file.write_text(yaml.safe_dump(raw))
+    run_experiment(load_config(config_file), copy)
+    assert trained.stat().st_mtime_ns == before
+    assert {"rf_hybrid", "equal"} <= set(pd.read_csv(copy / "metrics.csv")["model"])
+
+    raw["models"][1]["params"]["filters"] = 8
+    config_file.write_text(yaml.safe_dump(raw))
+    with pytest.raises(BiomedError, match="'hybrid_cnn' differs from the one this run folder was trained with"):
+        run_experiment(load_config(config_file), copy)
+
+
+@pytest.mark.parametrize("ensemble, message", [
+    ({"name": "e", "members": ["expert_rf", "mina"]}, r"\['mina'\] are not models of this config"),
+    ({"name": "expert_rf", "members": ["expert_rf", "hybrid_cnn"]}, "already the name of a model"),
+    ({"name": "e", "members": ["expert_rf"]}, "at least two distinct model names"),
+    ({"name": "e", "members": ["expert_rf", "hybrid_cnn"], "weights": [1]}, "2 positive numbers"),
+])
+def test_bad_ensembles_are_config_errors(tmp_path, ensemble, message):
+    from pipelines.config import load_config
+
+    config_file = write_tiny_experiment(tmp_path, MODELS)
+    raw = yaml.safe_load(config_file.read_text())
+    config_file.write_text(yaml.safe_dump({**raw, "ensembles": [ensemble]}))
+    with pytest.raises(ConfigError, match=message):
+        load_config(config_file)
+    assert not os.path.exists(tmp_path / "run")
