@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -556,6 +557,9 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
     for item in overrides or []:
         apply_override(raw, item)
     raw["models"] = [_model_entry(m) for m in raw.get("models") or []]  # --set models=[cnn, mina]
+    if any(item.split("=", 1)[0].strip() == "models" for item in overrides or []) and not any(
+            item.strip().startswith("ensembles") for item in overrides or []):
+        _drop_orphan_ensembles(raw)
     _resolve_paths(raw, path.parent)
     token = _CHECK_DATA_FILES.set(check_data)
     try:
@@ -564,6 +568,21 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
         raise ConfigError(f"{path}: {err}") from None
     finally:
         _CHECK_DATA_FILES.reset(token)
+
+
+def _drop_orphan_ensembles(raw: dict[str, Any]) -> None:
+    """After ``--set models=[...]``, drop the config's ensembles whose members that list left out (noted)."""
+    labels = {m.get("name") or m.get("type") for m in raw["models"] if isinstance(m, dict)}
+    kept = []
+    for ensemble in raw.get("ensembles") or []:
+        members = ensemble.get("members") if isinstance(ensemble, dict) else None
+        if isinstance(members, list) and not set(members) <= labels:
+            logging.getLogger("biomed").info(f"note: ensemble {ensemble.get('name')!r} left out: --set models "
+                                             f"does not include its members {members}")
+            continue
+        kept.append(ensemble)
+    if "ensembles" in raw:
+        raw["ensembles"] = kept
 
 
 def _upgrade_moved_keys(raw: dict[str, Any]) -> None:

@@ -129,3 +129,14 @@ def test_bad_ensembles_are_config_errors(tmp_path, ensemble, message):
     with pytest.raises(ConfigError, match=message):
         load_config(config_file)
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_overriding_models_leaves_out_ensembles_of_missing_members():
+    from pipelines.config import load_config
+
+    assert [e.name for e in load_config("quickstart").ensembles] == ["rf_hybrid"]
+    assert load_config("quickstart", ["models=[cnn]"]).ensembles == []
+    kept = load_config("quickstart", ["models=[expert_rf, hybrid_cnn]"]).ensembles
+    assert [e.members for e in kept] == [["expert_rf", "hybrid_cnn"]]
+    with pytest.raises(ConfigError, match="are not models of this config"):
+        load_config("quickstart", ["models=[cnn]", "ensembles=[{name: e, members: [cnn, mina]}]"])
