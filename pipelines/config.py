@@ -449,9 +449,15 @@ class EnsembleEntry:
 
 @dataclass
 class EvaluationConfig:
-    """How trained models are evaluated (and exported): test-time augmentation views."""
+    """How trained models are evaluated (and exported): test-time augmentation views and the multi-class decision.
+
+    ``class_weights: validation`` decides multi-class tasks by the argmax of the probabilities scaled
+    by per-class weights chosen on the validation split (maximising macro F1; over N, A, O for the
+    CinC 2017 task), as binary tasks choose their threshold there; ``none`` takes the plain argmax.
+    """
 
     tta: list[str] = field(default_factory=list)
+    class_weights: Literal["none", "validation"] = "none"
 
 
 def _check_fraction(value: float, where: str, *, upper_open: bool) -> None:

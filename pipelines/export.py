@@ -50,7 +50,7 @@ from pipelines.config import ExperimentConfig, load_config
 from pipelines.datasets import prepare_data
 from pipelines.ensembles import ENSEMBLE_FILE, read_members, seed_folder
 from pipelines.errors import BiomedError
-from pipelines.metrics import validation_roc_auc
+from pipelines.metrics import parse_class_weights, validation_roc_auc
 from pipelines.model_card import SELECTION_NOTE, build_card, write_card
 from pipelines.predictions import Task, read_predictions
 from pipelines.side_inputs import input_names
@@ -631,9 +631,11 @@ def _run_fields(source: ExportSource) -> dict[str, Any]:
     test_metrics = {row["level"]: {k: _json_value(v) for k, v in row.items() if k not in
                                    ("model", "role", "seed", "level")} for _, row in rows.iterrows()}
     threshold = test_metrics.get("record", {}).get("threshold")
+    class_weights = parse_class_weights(test_metrics.get("record", {}).pop("class_weights", None))
     summary_file = run_dir / "data_summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
-    return {"config": config, "run_dir": run_dir, "threshold": threshold, "test_metrics": test_metrics,
+    return {"config": config, "run_dir": run_dir, "threshold": threshold, "class_weights": class_weights,
+            "test_metrics": test_metrics,
             "data_summary": summary}
 
 

@@ -1,8 +1,10 @@
 """Classification metrics the runner stores and the report compares (numpy + scikit-learn only).
 
 Binary tasks pick the decision threshold on the validation rows and apply it to
-the test rows; multi-class tasks use the argmax. Both are computed per window
-and per record (a record's score is the mean of its window probabilities).
+the test rows; multi-class tasks use the argmax, or (``evaluation.class_weights:
+validation``) the argmax of probabilities scaled by per-class weights chosen on the
+validation rows. Both are computed per window and per record (a record's score is
+the mean of its window probabilities).
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ CINC_CLASSES = ("N", "A", "O")
 CURVE_METRICS: dict[str, Callable[..., float]] = {"roc_auc": roc_auc_score,
                                                   "pr_auc": average_precision_score}
 _KEYS = ("model", "role", "level")
+#: Candidate per-class weights (log-spaced, 1/8 to 8) of the coordinate search of :func:`choose_class_weights`.
+WEIGHT_GRID = np.exp(np.linspace(np.log(1 / 8), np.log(8), 49))
+WEIGHT_SWEEPS = 3
 
 
 def choose_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
@@ -70,8 +75,41 @@ def binary_metrics(y_true: np.ndarray, score: np.ndarray, threshold: float) -> d
     }
 
 
-def multiclass_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    """Argmax metrics of class probabilities.
+def scored_classes(classes: list[str] | tuple[str, ...]) -> list[int]:
+    """Indices of the classes a multi-class decision is scored on: N, A, O for the CinC 2017 task, else all."""
+    if set(CINC_CLASSES) <= set(classes):
+        return [list(classes).index(c) for c in CINC_CLASSES]
+    return list(range(len(classes)))
+
+
+def choose_class_weights(y_true: np.ndarray, probs: np.ndarray, classes: list[str]) -> np.ndarray:
+    """Per-class weights maximising the macro F1 (over :func:`scored_classes`) of ``argmax(probs * w)``.
+
+    A coordinate search: each class's weight in turn takes the best value of :data:`WEIGHT_GRID`
+    (ties keep the smaller change), :data:`WEIGHT_SWEEPS` times; weights start at 1 and are
+    returned divided by their geometric mean. All ones when ``y_true`` is empty.
+    """
+    y_true, probs = np.asarray(y_true).astype(int), np.asarray(probs, dtype=float)
+    weights = np.ones(probs.shape[1])
+    if not y_true.size:
+        return weights
+    labels = scored_classes(classes)
+
+    def score(w: np.ndarray) -> float:
+        return float(f1_score(y_true, (probs * w).argmax(axis=1), labels=labels, average="macro",
+                              zero_division=0.0))
+
+    order = np.argsort(np.abs(np.log(WEIGHT_GRID)), kind="stable")   # 1 first, then growing changes
+    for _ in range(WEIGHT_SWEEPS):
+        for k in range(len(weights)):
+            trials = [score(np.r_[weights[:k], g, weights[k + 1:]]) for g in WEIGHT_GRID[order]]
+            weights[k] = WEIGHT_GRID[order][int(np.argmax(trials))]
+    return weights / np.exp(np.log(weights).mean())
+
+
+def multiclass_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
+                       class_weights: np.ndarray | None = None) -> dict[str, Any]:
+    """Argmax metrics of class probabilities (scaled by ``class_weights`` when given).
 
     Returns:
         accuracy, macro_f1, ``f1_<class>`` per class, macro_roc_auc (one-vs-rest mean over
@@ -82,7 +120,7 @@ def multiclass_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]
     y_true = np.asarray(y_true).astype(int)
     probs = np.asarray(probs, dtype=float)
     labels = list(range(len(classes)))
-    y_pred = probs.argmax(axis=1)
+    y_pred = (probs if class_weights is None else probs * np.asarray(class_weights)).argmax(axis=1)
     per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0.0)
     aucs = [roc_auc_score(y_true == k, probs[:, k]) for k in labels
             if 0 < np.sum(y_true == k) < y_true.size]
@@ -96,6 +134,18 @@ def multiclass_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]
         result["cinc_score"] = float(np.mean([result[f"f1_{c}"] for c in CINC_CLASSES]))
     result["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=labels)
     return result
+
+
+def format_class_weights(weights: np.ndarray) -> str:
+    """Class weights as the space-separated text ``metrics.csv`` stores (``parse_class_weights`` reads it)."""
+    return " ".join(f"{w:.6g}" for w in weights)
+
+
+def parse_class_weights(text: Any) -> list[float] | None:
+    """The class weights of a ``metrics.csv`` cell, or None for an empty cell (the argmax)."""
+    if not isinstance(text, str) or not text.strip():
+        return None
+    return [float(w) for w in text.split()]
 
 
 def level_predictions(predictions: Predictions, level: str) -> Predictions:
@@ -123,15 +173,18 @@ def validation_roc_auc(predictions: Predictions) -> float:
     return multiclass_metrics(val.y_true, val.probs, list(predictions.task.classes))["macro_roc_auc"]
 
 
-def evaluate_predictions(predictions: Predictions) -> list[dict[str, Any]]:
+def evaluate_predictions(predictions: Predictions, class_weights: bool = False) -> list[dict[str, Any]]:
     """Test-set metrics of one model × seed, one flat dict per level ("window", "record").
 
     Binary tasks choose the decision threshold here, once per level, on the
     validation rows; it is stored in the row (``threshold``) for the report
-    and the model card to read back.
+    and the model card to read back. With ``class_weights``, multi-class tasks
+    likewise choose per-class weights on the validation rows
+    (:func:`choose_class_weights`), stored as ``class_weights`` (space-separated).
 
     Args:
         predictions: the window predictions of the val and test splits.
+        class_weights: choose multi-class decision weights on validation (else the argmax).
 
     Returns:
         ``[{"level": "window", ...}, {"level": "record", ...}]`` with scalar metrics only.
@@ -143,7 +196,12 @@ def evaluate_predictions(predictions: Predictions) -> list[dict[str, Any]]:
         if predictions.task.binary:
             metrics = binary_metrics(test.is_positive, test.scores, validation_threshold(rows_at_level))
         else:
-            metrics = multiclass_metrics(test.y_true, test.probs, list(predictions.task.classes))
+            classes = list(predictions.task.classes)
+            val = rows_at_level.subset("val")
+            weights = choose_class_weights(val.y_true, val.probs, classes) if class_weights else None
+            metrics = multiclass_metrics(test.y_true, test.probs, classes, weights)
+            if weights is not None:
+                metrics["class_weights"] = format_class_weights(weights)
         rows.append({"level": level, **{k: v for k, v in metrics.items() if np.ndim(v) == 0}})
     return rows
 

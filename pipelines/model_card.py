@@ -47,6 +47,7 @@ def build_card(*, model_format: str, model_file: str, input_name: str, input_sha
                output_name: str, n_outputs: int, config: ExperimentConfig | None = None,
                run_dir: Path | None = None, source_file: Path, model: str | None = None,
                seed: int | None = None, threshold: float | None = None,
+               class_weights: list[float] | None = None,
                test_metrics: dict[str, dict[str, Any]] | None = None,
                data_summary: dict[str, Any] | None = None, selection: str | None = None,
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -65,6 +66,8 @@ def build_card(*, model_format: str, model_file: str, input_name: str, input_sha
         model: model label inside the run.
         seed: training seed inside the run.
         threshold: record-level decision threshold chosen on validation (binary tasks).
+        class_weights: record-level per-class decision weights chosen on validation (multi-class
+            tasks with ``evaluation.class_weights: validation``; None: the argmax).
         test_metrics: test metrics per level ("window", "record") from metrics.csv.
         data_summary: the run's data_summary.json.
         selection: how the model × seed was chosen.
@@ -97,7 +100,10 @@ def build_card(*, model_format: str, model_file: str, input_name: str, input_sha
         "threshold": threshold,
         "threshold_note": ("record-level threshold maximising F1 on the validation split; predict "
                            "applies it to the mean window probability of a record" if threshold is not None
-                           else "none: the predicted class is the argmax"),
+                           else "none: the predicted class is the argmax"
+                           + (" of the probabilities times class_weights (chosen on the validation split)"
+                              if class_weights is not None else "")),
+        "class_weights": class_weights,
         "selection": selection,
         "test_metrics": test_metrics or {},
         "data_summary": data_summary,
@@ -196,6 +202,10 @@ def check_card(card: dict[str, Any], card_file: Path, input_shape: tuple[int | N
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                   or not 0 <= threshold <= 1):
         raise fail("threshold", "null or a number in [0, 1]", threshold)
+    weights = card.get("class_weights")
+    if weights is not None and (not isinstance(weights, list) or len(weights) != n_outputs or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < float("inf") for w in weights)):
+        raise fail("class_weights", f"null or {n_outputs} positive numbers (one per class)", weights)
     channel = card.get("channel", 0)
     if isinstance(channel, bool) or not isinstance(channel, int) or channel < 0:
         raise fail("channel", "a signal index >= 0", channel)

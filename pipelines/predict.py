@@ -358,14 +358,16 @@ def _is_utf8(text: str) -> bool:
 def _record_rows(windows: Predictions, names: dict[str, str], card: dict[str, Any]) -> pd.DataFrame:
     """Per-record mean probabilities (the evaluation's aggregation), window counts and the decision.
 
-    Binary tasks apply the card's validation threshold to the positive class; others take the argmax.
+    Binary tasks apply the card's validation threshold to the positive class; others take the argmax
+    (of the probabilities times the card's ``class_weights``, when it has them).
     """
     records = windows.by_record()
     frame = pd.DataFrame({"record": [names[path] for path in records.record], "path": records.record,
                           "n_windows": records.window})
     frame[records.task.prob_columns] = records.probs
     threshold = card.get("threshold") if _positive_class(card) is not None else None
-    frame["predicted"] = np.asarray(records.task.classes, dtype=object)[records.decide(threshold)]
+    decided = records.decide(threshold, card.get("class_weights"))
+    frame["predicted"] = np.asarray(records.task.classes, dtype=object)[decided]
     return frame
 
 

@@ -100,12 +100,13 @@ class Predictions:
         """1 where the true class is the positive class, else 0 (binary tasks with labels)."""
         return (self.y_true == self.task.positive).astype(int)
 
-    def decide(self, threshold: float | None = None) -> np.ndarray:
-        """Predicted class indices: binary tasks threshold the positive score, others take the argmax."""
+    def decide(self, threshold: float | None = None, class_weights: list[float] | None = None) -> np.ndarray:
+        """Predicted class indices: binary tasks threshold the positive score, others take the argmax
+        (of the probabilities scaled by ``class_weights`` when given)."""
         if self.task.binary and threshold is not None:
             positive = self.task.positive
             return np.where(self.scores >= threshold, positive, 1 - positive)
-        return self.probs.argmax(axis=1)
+        return (self.probs if class_weights is None else self.probs * np.asarray(class_weights)).argmax(axis=1)
 
     def to_frame(self) -> pd.DataFrame:
         """The ``predictions.csv`` table: split, record, window, y_true, prob_<class>..."""

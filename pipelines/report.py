@@ -29,7 +29,7 @@ from sklearn.metrics import confusion_matrix
 from pipelines import plots, plugins
 from pipelines.artifacts import write_text
 from pipelines.errors import BiomedError
-from pipelines.metrics import bootstrap_auc_difference, summarise
+from pipelines.metrics import bootstrap_auc_difference, parse_class_weights, summarise
 from pipelines.predictions import Predictions, Task, read_predictions
 
 SPLITS = ("train", "val", "test")
@@ -38,8 +38,10 @@ BINARY_COLUMNS = (("ROC-AUC", "roc_auc"), ("PR-AUC", "pr_auc"), ("F1", "f1"),
                   ("Accuracy", "accuracy"))
 LEVEL_NOTES = {
     "record": "Test records at natural prevalence; a record's score is the mean of its window "
-              "probabilities; binary thresholds are chosen on the validation records.",
-    "window": "Every test window; binary thresholds are chosen on the validation windows.",
+              "probabilities; binary thresholds (and multi-class weights, when configured) are chosen on "
+              "the validation records.",
+    "window": "Every test window; binary thresholds (and multi-class weights) are chosen on the validation "
+              "windows.",
 }
 
 
@@ -78,6 +80,12 @@ class Run:
         if "threshold" not in rows or rows.empty or pd.isna(rows["threshold"].iloc[0]):
             return None
         return float(rows["threshold"].iloc[0])
+
+    def class_weights(self, model: str, seed: int) -> list[float] | None:
+        """The record-level multi-class decision weights the metrics chose on validation (None: argmax)."""
+        rows = self.metrics[(self.metrics["model"] == model) & (self.metrics["seed"] == seed)
+                            & (self.metrics["level"] == "record")]
+        return None if "class_weights" not in rows or rows.empty else parse_class_weights(rows["class_weights"].iloc[0])
 
     def history(self, model: str, seed: int) -> pd.DataFrame | None:
         """The model × seed Keras ``history.csv``, or None when absent or empty."""
@@ -334,7 +342,7 @@ def _figures(runs: list[Run], classes: list[str], binary: bool, figure_dir: Path
                 curves[label] = (scores["y"].to_numpy(), scores["score"].to_numpy())
             if predictions is not None:
                 test = predictions.by_record().subset("test")
-                predicted = test.decide(run.threshold(model, seed))  # the threshold the metrics chose
+                predicted = test.decide(run.threshold(model, seed), run.class_weights(model, seed))
                 matrix = confusion_matrix(test.y_true, predicted, labels=list(range(len(classes))))
                 path = figure_dir / f"confusion_{plots.file_slug(name)}.png"
                 confusions.append(Figure(

@@ -96,7 +96,8 @@ def _without(raw: dict, keys: tuple[tuple[str, ...], ...]) -> dict:
 
 #: Keys a resumed run may change: models, ensembles and seeds may be added (or left out); the
 #: entries it keeps must be unchanged (:func:`check_kept_entries`), so finished results stay valid.
-RUN_EXTENSIONS = (("models",), ("ensembles",), ("seeds",))
+#: The multi-class decision rule only changes metrics, which a resumed run recomputes.
+RUN_EXTENSIONS = (("models",), ("ensembles",), ("seeds",), ("evaluation", "class_weights"))
 
 
 def check_kept_entries(stored: Path, config: ExperimentConfig) -> None:
@@ -189,7 +190,7 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> No
         for number, (ensemble, seed) in enumerate(ensemble_jobs, start=len(jobs) + 1):
             predictions = write_ensemble(run_dir, ensemble, seed, task_of(config, data))
             record_rows(f"[{number}/{total}] {ensemble.name} seed {seed} (ensemble of "
-                        f"{' + '.join(ensemble.members)})", _metric_rows(ensemble.name, ENSEMBLE_ROLE, seed, predictions))
+                        f"{' + '.join(ensemble.members)})", _metric_rows(config, ensemble.name, ENSEMBLE_ROLE, seed, predictions))
             bar.update()
     write_csv(run_dir / "summary.csv", summarise(pd.DataFrame(rows)))
     log.info(f"finished {total} model × seed runs in {time.perf_counter() - started:.0f} s")
@@ -226,13 +227,14 @@ def split_predictions(data: PreparedData, task: Task, probs: dict[str, np.ndarra
 def evaluate_run_predictions(config: ExperimentConfig, entry: ModelEntry, seed: int,
                              predictions: Predictions) -> list[dict]:
     """Metric rows (window and record level) of one model × seed from its predictions."""
-    return _metric_rows(entry.label, get_model(entry.type).role, seed, predictions)
+    return _metric_rows(config, entry.label, get_model(entry.type).role, seed, predictions)
 
 
-def _metric_rows(label: str, role: str, seed: int, predictions: Predictions) -> list[dict]:
+def _metric_rows(config: ExperimentConfig, label: str, role: str, seed: int, predictions: Predictions
+                 ) -> list[dict]:
+    rows = evaluate_predictions(predictions, class_weights=config.evaluation.class_weights == "validation")
     return [{"model": label, "role": role, "seed": seed,
-             **{k: v for k, v in row.items() if not isinstance(v, (list, dict))}}
-            for row in evaluate_predictions(predictions)]
+             **{k: v for k, v in row.items() if not isinstance(v, (list, dict))}} for row in rows]
 
 
 def _headline(row: dict) -> list[str]:

@@ -187,3 +187,41 @@ def test_task_and_decisions():
     predictions = Predictions.from_frame(frame, Task.of(["N", "A"], "A"))
     assert list(predictions.decide(0.4)) == [0, 1, 1] and list(predictions.decide(0.5)) == [0, 0, 1]
     pd.testing.assert_frame_equal(predictions.to_frame(), frame, check_dtype=False)
+
+
+def _biased_multiclass(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Four classes whose probabilities understate class A (index 1) by a factor of 4: argmax misses most A."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(4, n, p=[0.5, 0.2, 0.25, 0.05])
+    logits = rng.normal(size=(n, 4)) + 2.0 * np.eye(4)[y]
+    probs = np.exp(logits) * np.array([1.0, 0.25, 1.0, 1.0])
+    return y, probs / probs.sum(axis=1, keepdims=True)
+
+
+def test_class_weights_chosen_on_validation_undo_a_class_bias_on_test():
+    from pipelines.metrics import choose_class_weights, format_class_weights, parse_class_weights
+
+    classes = ["N", "A", "O", "~"]
+    y_val, p_val = _biased_multiclass(600, 1)
+    y_test, p_test = _biased_multiclass(600, 2)
+    weights = choose_class_weights(y_val, p_val, classes)
+    assert weights[1] / weights[0] > 2                      # A is scaled back up
+    assert np.exp(np.log(weights).mean()) == pytest.approx(1.0)
+    plain = multiclass_metrics(y_test, p_test, classes)["cinc_score"]
+    weighted = multiclass_metrics(y_test, p_test, classes, weights)["cinc_score"]
+    assert weighted > plain + 0.02                           # learned on val, better on unseen test rows
+    np.testing.assert_allclose(parse_class_weights(format_class_weights(weights)), weights, rtol=1e-5)
+    assert parse_class_weights(float("nan")) is None and parse_class_weights("") is None
+    assert np.all(choose_class_weights(np.zeros(0, int), np.zeros((0, 4)), classes) == 1)
+
+    frame = pd.concat([pd.DataFrame({"split": s, "record": [f"{s}{i}" for i in range(len(y))], "window": 0,
+                                     "y_true": y, **{f"prob_{c}": p[:, k] for k, c in enumerate(classes)}})
+                       for s, y, p in (("val", y_val, p_val), ("test", y_test, p_test))])
+    predictions = Predictions.from_frame(frame, Task.of(classes))
+    argmax_row = evaluate_predictions(predictions)[1]
+    tuned_row = evaluate_predictions(predictions, class_weights=True)[1]
+    assert "class_weights" not in argmax_row and argmax_row["cinc_score"] == pytest.approx(plain)
+    assert tuned_row["cinc_score"] == pytest.approx(weighted)
+    stored = parse_class_weights(tuned_row["class_weights"])
+    test = predictions.by_record().subset("test")
+    np.testing.assert_array_equal(test.decide(None, stored), (p_test * np.asarray(stored)).argmax(axis=1))

@@ -273,6 +273,8 @@ def edited_export(ecg_export: Path, tmp_path: Path, **changes) -> Path:
     ({"classes": ["N", "A", "O"]}, "classes: expected 2 distinct class names"),
     ({"threshold": "0.5"}, "threshold: expected null or a number in [0, 1]"),
     ({"positive_class": "X"}, "positive_class: expected null or one of"),
+    ({"class_weights": [1.0, 0.0]}, "class_weights: expected null or 2 positive numbers"),
+    ({"class_weights": [1.0]}, "class_weights: expected null or 2 positive numbers"),
     ({"modality": "image"}, "modality: expected the model's modality"),
     ({"model_file": "../../model.keras"}, "leads outside the export folder"),
     ({"model_file": "/etc/passwd"}, "leads outside the export folder"),
@@ -283,6 +285,14 @@ def test_a_bad_model_card_fails_once_before_scoring(ecg_export, tmp_path, capsys
     err = user_error(capsys, "predict", str(folder), str(ecg_export.parent / "records"), "--out", str(out))
     assert expected in err and str(folder / "model_card.json") in err
     assert not out.exists()
+
+
+def test_card_class_weights_decide_without_a_threshold(ecg_export, tmp_path):
+    folder = edited_export(ecg_export, tmp_path, threshold=None, positive_class=None, class_weights=[1.0, 1e6])
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(folder), str(ecg_export.parent / "records"), "--out", str(out)]) == 0
+    scored = pd.read_csv(out)
+    assert len(scored) == 3 and (scored["predicted"] == "A").all()   # A's weight outvotes any probability
 
 
 def test_nothing_scored_is_an_error_and_every_input_is_listed(ecg_export, tmp_path, capsys):
