@@ -253,3 +253,17 @@ def test_fast_decoding_equals_wfdb_on_real_cinc_records():
         pytest.skip(f"CinC 2017 records not found in {folder}")
     for header in sorted(folder.glob("A0*.hea"))[:200]:
         _assert_same_as_wfdb(header.with_suffix(""))
+
+
+@pytest.mark.parametrize("n", [2, 7, 40, 3001])
+@pytest.mark.parametrize("low", [0.5, 0.0])
+def test_bandpass_equals_scipy_sosfiltfilt(n, low):
+    from scipy import signal as sps
+
+    from ecgnet.preprocess import bandpass
+
+    x = np.random.default_rng(n).standard_normal(n)
+    sos = (sps.butter(3, [low, 40], btype="bandpass", fs=300, output="sos") if low
+           else sps.butter(3, 40, btype="lowpass", fs=300, output="sos"))
+    expected = sps.sosfiltfilt(sos, x, padlen=min(n - 1, 3 * (2 * len(sos) + 1)))
+    np.testing.assert_allclose(bandpass(x, 300, low, 40), expected, rtol=0, atol=1e-12)  # same float64 ops
