@@ -49,6 +49,7 @@ from pipelines.datasets import PreparedData, prepare_data
 from pipelines.errors import BiomedError, ConfigError
 from pipelines.modeling import get_model
 from pipelines.report import write_report
+from pipelines.runlock import LOCK_NAME, check_run_folder, run_lock
 from pipelines.runner import run_one, start_run_dir, train_all, write_data_artifacts
 from pipelines.runtime import get_strategy, global_batch_size, set_precision
 from pipelines.samples import SampleSet
@@ -231,14 +232,26 @@ def tune(config: ExperimentConfig, run_dir: Path, *, overwrite: bool = False) ->
     Returns:
         ``run_dir``.
     """
-    tuning = check_tuning(config)
+    check_tuning(config)
     strategy = get_strategy(config.runtime)  # before any other TensorFlow work (multi-worker)
     role = distributed_role()
-    writer = role != "worker"
-    if writer and overwrite and (run_dir / SEARCH_DIR).is_dir():
-        shutil.rmtree(run_dir)
-    if writer:  # more trials extend a finished search
+    if role == "worker":   # the chief holds the lock and writes; workers only run trials
+        return _search(config, run_dir, strategy, role, overwrite)
+    check_run_folder(run_dir, owned=(SEARCH_DIR,))
+    with run_lock(run_dir):
+        if overwrite and (run_dir / SEARCH_DIR).is_dir():
+            for child in run_dir.iterdir():
+                if child.name != LOCK_NAME:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+        # more trials extend a finished search
         start_run_dir(config, run_dir, may_change=(("tuning", "max_trials"),), owned=(SEARCH_DIR,))
+        return _search(config, run_dir, strategy, role, overwrite)
+
+
+def _search(config: ExperimentConfig, run_dir: Path, strategy: Any, role: str | None, overwrite: bool) -> Path:
+    """Run the search (a chief or single process also writes the results); the run folder is prepared."""
+    tuning = config.tuning
+    writer = role != "worker"
     data = prepare_data(config)
     if writer:
         write_data_artifacts(config, data, run_dir)

@@ -178,3 +178,26 @@ def test_unknown_hyperparameter_fails_at_config_load(tmp_path):
 def test_invalid_search_space_is_a_config_error(tmp_path, space, message):
     with pytest.raises(ConfigError, match=message):
         check_tuning(load_config(write_config(tmp_path, search_space=space)))
+
+
+def test_a_tuning_folder_in_use_is_refused(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from pipelines.config import load_config
+    from pipelines.errors import BiomedError
+    from pipelines.tuning import tune
+
+    folder = tmp_path / "tune"
+    folder.mkdir()
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as sleeper:
+        try:
+            (folder / ".biomed.lock").write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(),
+                                                             "started": "now"}))
+            with pytest.raises(BiomedError, match=f"in use by biomed process {sleeper.pid}"):
+                tune(load_config("quickstart_tune"), folder)
+        finally:
+            sleeper.kill()
+    assert sorted(p.name for p in folder.iterdir()) == [".biomed.lock"]   # nothing written, lock kept
