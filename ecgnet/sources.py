@@ -98,15 +98,17 @@ def list_labelled_records(folder: str | Path, labels_file: str | Path, patients:
     if not folder.is_dir():
         raise DataError(f"data folder {folder} does not exist")
     refs, problems, seen = [], [], set()
+    headers = {entry.name for entry in os.scandir(folder) if entry.name.endswith(".hea") and entry.is_file()}
     for record, label, patient in read_labels_csv(labels_file, patients):
         if record in seen:
             problems.append({"record": record, "reason": f"duplicate record id in {Path(labels_file).name}"})
             continue
         seen.add(record)
-        if not (folder / f"{record}.hea").is_file():
+        header = f"{record}.hea"
+        if header not in headers and ("/" not in record or not (folder / header).is_file()):
             problems.append({"record": record, "reason": f"missing header file {record}.hea"})
             continue
-        refs.append(RecordRef(record, str(folder / record), label, patient or record))
+        refs.append(RecordRef(record, os.path.join(folder, record), label, patient or record))
     if not refs:
         raise DataError(f"no usable records in {folder} (labels from {labels_file}); "
                         f"{len(problems)} rejected, e.g. {problems[:1]}")
