@@ -172,7 +172,8 @@ class EnsemblePredictor:
         if not isinstance(entries, list) or len(entries) < 2 or not all(
                 isinstance(e, dict) and isinstance(e.get("folder"), str)
                 and isinstance(e.get("weight"), (int, float)) and e["weight"] > 0 for e in entries):
-            raise BiomedError(f"{card_file}: members: expected at least two {{folder, weight}} entries, got {entries!r}")
+            raise BiomedError(f"{card_file}: members: expected at least two {{folder, weight}} entries, "
+                              f"got {entries!r}")
         self.members, weights = [], []
         for entry in entries:
             member_folder = card_model_file(folder, {"model_file": entry["folder"]}, card_file)

@@ -189,8 +189,8 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> No
             bar.update()
         for number, (ensemble, seed) in enumerate(ensemble_jobs, start=len(jobs) + 1):
             predictions = write_ensemble(run_dir, ensemble, seed, task_of(config, data))
-            record_rows(f"[{number}/{total}] {ensemble.name} seed {seed} (ensemble of "
-                        f"{' + '.join(ensemble.members)})", _metric_rows(config, ensemble.name, ENSEMBLE_ROLE, seed, predictions))
+            tag = f"[{number}/{total}] {ensemble.name} seed {seed} (ensemble of {' + '.join(ensemble.members)})"
+            record_rows(tag, _metric_rows(config, ensemble.name, ENSEMBLE_ROLE, seed, predictions))
             bar.update()
     write_csv(run_dir / "summary.csv", summarise(pd.DataFrame(rows)))
     log.info(f"finished {total} model × seed runs in {time.perf_counter() - started:.0f} s")

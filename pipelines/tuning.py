@@ -241,8 +241,10 @@ def tune(config: ExperimentConfig, run_dir: Path, *, overwrite: bool = False) ->
     with run_lock(run_dir):
         if overwrite and (run_dir / SEARCH_DIR).is_dir():
             for child in run_dir.iterdir():
-                if child.name != LOCK_NAME:
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+                if child.is_dir():
+                    shutil.rmtree(child)
+                elif child.name != LOCK_NAME:
+                    child.unlink()
         # more trials extend a finished search
         start_run_dir(config, run_dir, may_change=(("tuning", "max_trials"),), owned=(SEARCH_DIR,))
         return _search(config, run_dir, strategy, role, overwrite)
