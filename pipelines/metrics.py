@@ -16,7 +16,7 @@ import pandas as pd
 from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score,
                              precision_recall_curve, roc_auc_score)
 
-from pipelines.predictions import Predictions
+from pipelines.predictions import Predictions, weighted_argmax
 
 LEVELS = ("window", "record")
 CINC_CLASSES = ("N", "A", "O")
@@ -96,7 +96,7 @@ def choose_class_weights(y_true: np.ndarray, probs: np.ndarray, classes: list[st
     labels = scored_classes(classes)
 
     def score(w: np.ndarray) -> float:
-        return float(f1_score(y_true, (probs * w).argmax(axis=1), labels=labels, average="macro",
+        return float(f1_score(y_true, weighted_argmax(probs, w), labels=labels, average="macro",
                               zero_division=0.0))
 
     order = np.argsort(np.abs(np.log(WEIGHT_GRID)), kind="stable")   # 1 first, then growing changes
@@ -120,7 +120,7 @@ def multiclass_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str]
     y_true = np.asarray(y_true).astype(int)
     probs = np.asarray(probs, dtype=float)
     labels = list(range(len(classes)))
-    y_pred = (probs if class_weights is None else probs * np.asarray(class_weights)).argmax(axis=1)
+    y_pred = weighted_argmax(probs, class_weights)
     per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0.0)
     aucs = [roc_auc_score(y_true == k, probs[:, k]) for k in labels
             if 0 < np.sum(y_true == k) < y_true.size]

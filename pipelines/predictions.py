@@ -21,6 +21,12 @@ import pandas as pd
 PROB_PREFIX = "prob_"
 
 
+def weighted_argmax(probs: np.ndarray, class_weights: np.ndarray | list[float] | None = None) -> np.ndarray:
+    """The class index of each row: the argmax of ``probs`` (times ``class_weights`` when given)."""
+    probs = np.asarray(probs)
+    return (probs if class_weights is None else probs * np.asarray(class_weights)).argmax(axis=1)
+
+
 @dataclass(frozen=True)
 class Task:
     """Class names in index order and the index of the positive class (binary tasks; None otherwise)."""
@@ -106,7 +112,7 @@ class Predictions:
         if self.task.binary and threshold is not None:
             positive = self.task.positive
             return np.where(self.scores >= threshold, positive, 1 - positive)
-        return (self.probs if class_weights is None else self.probs * np.asarray(class_weights)).argmax(axis=1)
+        return weighted_argmax(self.probs, class_weights)
 
     def to_frame(self) -> pd.DataFrame:
         """The ``predictions.csv`` table: split, record, window, y_true, prob_<class>..."""
