@@ -4,7 +4,10 @@ Random windows, default hyperparameters (or ``--param`` overrides), Adam and
 sparse categorical cross-entropy as the runner compiles them. Each model gets
 warm-up steps, then ``--steps`` timed ``train_on_batch`` calls and one timed
 ``predict`` over ``--steps`` batches; the best of ``--repeats`` timings is kept
-to damp noise from other processes. Besides wall-clock windows/s it reports the
+to damp noise from other processes. Models with side inputs (``hybrid_cnn``,
+``mina_rr``) get them computed from the windows once beforehand; that time is
+reported apart (``side_input_windows_per_s``) and in the end-to-end inference
+rate (``infer_with_side_inputs_windows_per_s``). Besides wall-clock windows/s it reports the
 process CPU time per window (all threads), which other processes sharing the
 CPU disturb much less: on an idle machine with C cores, wall-clock throughput
 lies between ``1000 / cpu_ms`` and ``C * 1000 / cpu_ms`` windows/s.
@@ -24,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pipelines.modeling import get_model, model_names
+from pipelines.side_inputs import compute_side_input
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,7 +70,12 @@ def measure(name: str, args: argparse.Namespace, overrides: dict[str, Any]) -> d
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch * args.steps, args.window_samples, 1), dtype=np.float32)
     y = rng.integers(0, args.n_classes, len(x))
-    batches = [(x[i:i + args.batch], y[i:i + args.batch]) for i in range(0, len(x), args.batch)]
+    start = time.perf_counter()
+    side = {n: compute_side_input(n, x, args.fs) for n in spec.side_inputs}
+    side_s = time.perf_counter() - start
+    inputs = {"ecg": x, **side} if side else x
+    batches = [(_rows(inputs, slice(i, i + args.batch)), y[i:i + args.batch])
+               for i in range(0, len(x), args.batch)]
 
     def train() -> None:
         for xb, yb in batches:
@@ -75,14 +84,22 @@ def measure(name: str, args: argparse.Namespace, overrides: dict[str, Any]) -> d
     for xb, yb in batches[:args.warmup]:
         model.train_on_batch(xb, yb)
     train_s, train_cpu = best_time(train, args.repeats)
-    model.predict(x[:args.batch], batch_size=args.batch, verbose=0)
-    infer_s, infer_cpu = best_time(lambda: model.predict(x, batch_size=args.batch, verbose=0),
+    model.predict(batches[0][0], batch_size=args.batch, verbose=0)
+    infer_s, infer_cpu = best_time(lambda: model.predict(inputs, batch_size=args.batch, verbose=0),
                                    args.repeats)
+    side_rates = ({"side_input_windows_per_s": round(len(x) / side_s, 1),
+                   "infer_with_side_inputs_windows_per_s": round(len(x) / (infer_s + side_s), 1)}
+                  if side else {})
     return {"model": name, "params": int(model.count_params()), "hyperparameters": params,
             "train_windows_per_s": round(len(x) / train_s, 1),
-            "infer_windows_per_s": round(len(x) / infer_s, 1),
+            "infer_windows_per_s": round(len(x) / infer_s, 1), **side_rates,
             "train_cpu_ms_per_window": round(1000 * train_cpu / len(x), 3),
             "infer_cpu_ms_per_window": round(1000 * infer_cpu / len(x), 3)}
+
+
+def _rows(inputs: Any, rows: slice) -> Any:
+    """``rows`` of an array or of each array of a dict of inputs."""
+    return {k: v[rows] for k, v in inputs.items()} if isinstance(inputs, dict) else inputs[rows]
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -95,11 +112,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
           f"at {args.fs:g} Hz), {args.steps} timed batches, best of {args.repeats}, "
           f"XLA {'on' if args.jit_compile else 'off'}")
     print(f"{'model':<10} {'params':>9} {'train w/s':>10} {'infer w/s':>10} "
-          f"{'train cpu-ms/w':>15} {'infer cpu-ms/w':>15}")
+          f"{'train cpu-ms/w':>15} {'infer cpu-ms/w':>15} {'infer+side w/s':>15}")
     for row in rows:
         print(f"{row['model']:<10} {row['params']:>9} {row['train_windows_per_s']:>10.1f} "
               f"{row['infer_windows_per_s']:>10.1f} {row['train_cpu_ms_per_window']:>15.3f} "
-              f"{row['infer_cpu_ms_per_window']:>15.3f}")
+              f"{row['infer_cpu_ms_per_window']:>15.3f} {row.get('infer_with_side_inputs_windows_per_s', ''):>15}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()},

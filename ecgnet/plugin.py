@@ -19,6 +19,7 @@ from ecgnet.commands import add_download_command, add_synth_command, folder_summ
 from ecgnet.dataset import load_ecg_samples
 from ecgnet.features import expert_feature_matrix
 from ecgnet.inputs import ECG_INPUTS
+from ecgnet.rhythm import RR_INPUT, rr_interval_matrix
 from pipelines import plugins
 from pipelines.config import ECG_SOURCES, DataConfig
 from pipelines.samples import SampleSet
@@ -37,6 +38,7 @@ def register() -> None:
         plugins.SOURCES.add(source, load_source)
     plugins.AUGMENTERS.add("ecg", training_augmenter)
     plugins.SIDE_INPUTS.add("expert_features", expert_feature_matrix)
+    plugins.SIDE_INPUTS.add(RR_INPUT, rr_interval_matrix)
     plugins.PREDICT_INPUTS.add("ecg", ECG_INPUTS)
     plugins.FOLDER_SUMMARIES.add("ecg", folder_summary)
     plugins.DATA_COMMANDS.add("synth-ecg", add_synth_command)

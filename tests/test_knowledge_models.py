@@ -25,7 +25,9 @@ def _config(base: Path, **overrides) -> Path:
                  "split": {"val": 0.25, "test": 0.25}},
         "loader": {"batch_size": 16}, "train": {"epochs": 3, "tensorboard": False, "verbose": 0},
         "models": [{"type": "hybrid_cnn", "params": {"filters": 4, "depth": 2, "feature_units": 8},
-                    "train": {"epochs": 1}}],
+                    "train": {"epochs": 1}},
+                   {"type": "mina_rr", "params": {"filters": 4, "kernel_size": 4, "conv_stride": 5, "units": 4,
+                                                  "attention_units": 4}, "train": {"epochs": 1}}],
         **overrides}
     path = base / "knowledge.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -34,7 +36,7 @@ def _config(base: Path, **overrides) -> Path:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A finished tiny run of hybrid_cnn (expert-feature side input) with a denser training stride."""
+    """A finished tiny run of hybrid_cnn and mina_rr (side inputs) with a denser training stride."""
     from ecgnet.synthetic import synthesize_records
 
     base = tmp_path_factory.mktemp("knowledge")
@@ -68,18 +70,19 @@ def test_per_model_training_keys_apply(run_dir):
     assert len(history) == 1                          # the model's own epochs: 1, not the config's 3
 
 
-def test_hybrid_model_exports_and_predicts_with_its_side_input(run_dir, tmp_path):
-    from ecgnet.features import expert_feature_matrix
+@pytest.mark.parametrize("name, side_input", [("hybrid_cnn", "expert_features"), ("mina_rr", "rr_intervals")])
+def test_knowledge_model_exports_and_predicts_with_its_side_input(run_dir, tmp_path, name, side_input):
     from pipelines.export import load_keras_model
     from pipelines.predict import load_predictor
+    from pipelines.side_inputs import compute_side_input
 
-    assert main(["export", str(run_dir), "--model", "hybrid_cnn", "--seed", "0", "--format", "keras",
+    assert main(["export", str(run_dir), "--model", name, "--seed", "0", "--format", "keras",
                  "--out", str(tmp_path / "exp")]) == 0
     predictor, card = load_predictor(tmp_path / "exp")
-    assert card["side_inputs"] == ["expert_features"]
+    assert card["side_inputs"] == [side_input]
     windows = np.random.default_rng(0).standard_normal((3, WINDOW_S * 50, 1)).astype(np.float32)
     model = load_keras_model(tmp_path / "exp" / "model.keras")
-    direct = model.predict({"ecg": windows, "expert_features": expert_feature_matrix(windows, 50.0)}, verbose=0)
+    direct = model.predict({"ecg": windows, side_input: compute_side_input(side_input, windows, 50.0)}, verbose=0)
     np.testing.assert_allclose(predictor.predict(windows), direct, atol=1e-6)
     records = run_dir.parent / "data"
     assert main(["predict", str(tmp_path / "exp"), str(records), "--out", str(tmp_path / "p.csv")]) == 0

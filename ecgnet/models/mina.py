@@ -67,13 +67,15 @@ Deviations from the paper:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import keras
 from keras import layers
 
 from ecgnet.knowledge import (DEFAULT_BANDS, BandFilterBank, BeatKnowledge, FrequencyKnowledge,
-                              RhythmKnowledge)
+                              RhythmKnowledge, RRKnowledge)
+from ecgnet.rhythm import RR_INPUT
 from ecgnet.layers import (AttentionPooling, ChannelEmbedding, FoldBatch, Segment, UnfoldBatch,
                            classifier_head, n_segments)
 from pipelines.errors import ConfigError
@@ -124,6 +126,37 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
     Returns:
         An uncompiled functional model with output ``probs`` ``(B, n_classes)``.
     """
+    return _build(**locals(), rr_knowledge=False)
+
+
+def build_mina_rr(input_shape: tuple[int, ...], n_classes: int, **params: Any) -> keras.Model:
+    """Build MINA whose rhythm level also knows the RR intervals of the detected R peaks.
+
+    Same hyperparameters as :func:`build_mina`. The ``rr_intervals`` side input
+    (:mod:`ecgnet.rhythm`, computed by the engine in training and by ``biomed
+    predict`` from the raw record) gives every segment its mean RR interval, its
+    deviation from the window's mean and its change from the previous segment
+    (:class:`~ecgnet.knowledge.RRKnowledge`); these join the segment vectors fed to
+    the rhythm BiLSTM and the knowledge guiding the rhythm attention. MINA's own
+    rhythm knowledge (a segment's standard deviation) does not see beat timing,
+    which is what separates atrial fibrillation from other arrhythmias.
+
+    Returns:
+        An uncompiled functional model with inputs ``ecg`` ``(B, T, 1)`` and
+        ``rr_intervals`` ``(B, T, 1)`` and output ``probs`` ``(B, n_classes)``.
+    """
+    return _build(input_shape, n_classes, rr_knowledge=True, **params)
+
+
+build_mina_rr.__signature__ = inspect.signature(build_mina)     # the registry reads the defaults here
+register_model("mina_rr", family="keras", modality="ecg", side_inputs=(RR_INPUT,))(build_mina_rr)
+
+
+def _build(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None, seed: int, l1: float,
+           l2: float, dropout: float, segments_per_second: float, filters: int, kernel_size: int,
+           conv_stride: int, units: int, attention_units: int, beat_attention_units: int,
+           beat_depth: int, unroll: bool, channels: Sequence[str], rr_knowledge: bool) -> keras.Model:
+    """The MINA graph (see :func:`build_mina`), with RR knowledge at the rhythm level if asked."""
     if not fs:
         raise ConfigError("model 'mina' needs the sampling rate fs")
     keras.utils.set_random_seed(seed)
@@ -164,6 +197,13 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
              UnfoldBatch((n_channels,), name="unfold_beat_knowledge")(k))])            # (B, K, M, F)
 
     # Rhythm level: one BiLSTM over the M segments of all B*K channel sequences.
+    inputs: Any = ecg
+    if rr_knowledge:
+        rr = keras.Input(shape=input_shape, name=RR_INPUT)
+        inputs = {"ecg": ecg, RR_INPUT: rr}
+        rr_segments = RRKnowledge(segment_length, n_channels, name="rr_knowledge")(rr)   # (B, K, M, 3)
+        x = layers.Concatenate(name="beats_and_rr")([x, rr_segments])
+        rhythm_knowledge = layers.Concatenate(name="rhythm_and_rr")([rhythm_knowledge, rr_segments])
     x = FoldBatch(1, name="fold_channels")(x)                                        # (BK, M, F)
     x = layers.Bidirectional(layers.LSTM(units, return_sequences=True, kernel_regularizer=reg,
                                          unroll=unroll), name="rhythm_lstm")(x)
@@ -175,5 +215,5 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
     x = ChannelEmbedding(name="channel_embedding")(x)
     x, _ = AttentionPooling(attention_units, kernel_regularizer=reg, name="frequency_attention")(
         [x, frequency_knowledge])                                                     # (B, 2U)
-    return keras.Model(ecg, classifier_head(x, n_classes, dropout=dropout, regularizer=reg),
-                       name="mina")
+    return keras.Model(inputs, classifier_head(x, n_classes, dropout=dropout, regularizer=reg),
+                       name="mina_rr" if rr_knowledge else "mina")

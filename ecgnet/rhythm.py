@@ -1,0 +1,59 @@
+"""Rhythm knowledge from detected R peaks: the ``rr_intervals`` side input of ``mina_rr``.
+
+For each ECG window, the R peaks are detected (:func:`ecgnet.rpeaks.detect_r_peaks`)
+and every sample gets the RR interval, in seconds, of the beat-to-beat interval it
+lies in (the first and last intervals extend to the window's edges). Windows with
+fewer than two detected beats get zeros. The series has the window's length, so a
+model can cut it into the same segments as the signal; irregular rhythms such as
+atrial fibrillation show as a series that changes at every beat.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from joblib import Parallel, delayed, effective_n_jobs
+
+from ecgnet.rpeaks import DEFAULT_METHOD, detect_r_peaks
+
+RR_INPUT = "rr_intervals"
+_ROWS_PER_CHUNK = 256
+
+
+def rr_series(signal: np.ndarray, fs: float, method: str = DEFAULT_METHOD) -> np.ndarray:
+    """The per-sample RR interval (s) of a 1-D ECG: ``(T,)`` float32, zeros below two beats."""
+    peaks = detect_r_peaks(signal, fs, method=method)
+    series = np.zeros(len(signal), dtype=np.float32)
+    if len(peaks) < 2:
+        return series
+    rr = np.diff(peaks) / fs
+    # Sample t lies in interval i when peaks[i] <= t < peaks[i+1]; the edges take the nearest interval.
+    interval = np.clip(np.searchsorted(peaks, np.arange(len(signal)), side="right") - 1, 0, len(rr) - 1)
+    series[:] = rr[interval]
+    return series
+
+
+def rr_interval_matrix(windows: np.ndarray, fs: float | None, n_jobs: int = -1) -> np.ndarray:
+    """RR-interval series of ECG windows ``(n, T)`` or ``(n, T, 1)``: float32 ``(n, T, 1)``.
+
+    The ``rr_intervals`` side input, computed in parallel chunks.
+    """
+    if not fs:
+        raise ValueError("RR intervals need the sampling rate fs")
+    x = np.asarray(windows)
+    if x.ndim == 3 and x.shape[2] == 1:
+        x = x[:, :, 0]
+    if x.ndim != 2:
+        raise ValueError(f"expected windows of shape (n, T) or (n, T, 1), got {x.shape}")
+    n_chunks = min(-(-len(x) // _ROWS_PER_CHUNK), 4 * effective_n_jobs(n_jobs))
+    if n_chunks <= 1:
+        return _rows(x, float(fs))[..., None]
+    parts = Parallel(n_jobs=n_jobs)(delayed(_rows)(chunk, float(fs)) for chunk in np.array_split(x, n_chunks))
+    return np.concatenate(parts)[..., None]
+
+
+def _rows(windows: np.ndarray, fs: float) -> np.ndarray:
+    """The RR series of every row, one after another."""
+    out = np.empty(windows.shape, dtype=np.float32)
+    for i, window in enumerate(windows):
+        out[i] = rr_series(window, fs)
+    return out
