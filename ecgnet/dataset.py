@@ -85,7 +85,9 @@ def load_ecg_samples(data: DataConfig, *, progress: Progress | None = None,
     Returns:
         The SampleSet of windows with skipped/excluded bookkeeping.
     """
-    listing, folder, labels = list_records(data)
+    folder, labels = resolve_source(data)
+    if not folder.is_dir():
+        raise DataError(f"data folder {folder} does not exist")
     task = _task_with_defaults(data)
     key = cache.fingerprint(
         [e.path for e in os.scandir(folder) if e.is_file()] + ([str(labels)] if labels else []),
@@ -98,7 +100,7 @@ def load_ecg_samples(data: DataConfig, *, progress: Progress | None = None,
         cached = cache.load_cached(cache_file)
         if cached is not None:
             return cached
-    samples = _build_samples(listing, data, task, progress)
+    samples = _build_samples(list_records(data)[0], data, task, progress)   # listed only when not cached
     if enabled:
         cache.save_cached(cache_file, samples)
     return samples
