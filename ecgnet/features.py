@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from typing import Any, Callable
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
@@ -287,7 +288,7 @@ class ECGFeatureExtractor(BaseEstimator, TransformerMixin):
             raise ValueError(f"fs must be a positive sampling rate, got {self.fs!r}")
         if self.rpeak_method not in METHODS:
             raise ValueError(f"unknown R-peak method {self.rpeak_method!r}; choose one of {METHODS}")
-        self.n_features_in_ = _as_windows(X).shape[1]
+        self.n_features_in_ = as_windows(X).shape[1]
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -305,19 +306,14 @@ class ECGFeatureExtractor(BaseEstimator, TransformerMixin):
         key = (hashlib.sha1(array.view(np.uint8)).hexdigest(), array.shape, array.dtype.str,
                float(self.fs), self.rpeak_method)
         if key not in _COMPUTED:
-            _COMPUTED[key] = self._compute(_as_windows(X))
+            _COMPUTED[key] = self._compute(as_windows(X))
             while len(_COMPUTED) > _COMPUTED_MAX:
                 _COMPUTED.popitem(last=False)
         return _COMPUTED[key].copy()
 
     def _compute(self, windows: np.ndarray) -> np.ndarray:
-        n_chunks = min(-(-len(windows) // self._ROWS_PER_CHUNK), 4 * effective_n_jobs(self.n_jobs))
-        if n_chunks <= 1:
-            return _extract_rows(windows, self.fs, self.rpeak_method)
-        chunks = np.array_split(windows, n_chunks)
-        parts = Parallel(n_jobs=self.n_jobs)(delayed(_extract_rows)(c, self.fs, self.rpeak_method)
-                                             for c in chunks)
-        return np.concatenate(parts, axis=0)
+        return map_window_chunks(_extract_rows, windows, self.n_jobs, self._ROWS_PER_CHUNK,
+                                 self.fs, self.rpeak_method)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
         """Names of the output features, in column order."""
@@ -334,7 +330,20 @@ def expert_feature_matrix(windows: np.ndarray, fs: float | None) -> np.ndarray:
     return ECGFeatureExtractor(fs=float(fs)).fit(windows).transform(windows).astype(np.float32)
 
 
-def _as_windows(X: np.ndarray) -> np.ndarray:
+def map_window_chunks(rows_fn: Callable[..., np.ndarray], windows: np.ndarray, n_jobs: int,
+                      rows_per_chunk: int, *args: Any) -> np.ndarray:
+    """``rows_fn(chunk, *args)`` over chunks of ``windows`` in parallel (joblib), concatenated in order.
+
+    Up to four chunks per worker balance uneven rows; a small array runs in this process.
+    """
+    n_chunks = min(-(-len(windows) // rows_per_chunk), 4 * effective_n_jobs(n_jobs))
+    if n_chunks <= 1:
+        return rows_fn(windows, *args)
+    parts = Parallel(n_jobs=n_jobs)(delayed(rows_fn)(chunk, *args) for chunk in np.array_split(windows, n_chunks))
+    return np.concatenate(parts, axis=0)
+
+
+def as_windows(X: np.ndarray) -> np.ndarray:
     """Check ``X`` is ``(n, T)`` or ``(n, T, 1)`` and return it as a numeric ``(n, T)`` array.
 
     Numeric arrays are viewed, not copied (each row becomes float64 in :func:`extract_features`):

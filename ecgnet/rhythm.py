@@ -11,8 +11,8 @@ atrial fibrillation show as a series that changes at every beat.
 from __future__ import annotations
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
 
+from ecgnet.features import as_windows, map_window_chunks
 from ecgnet.rpeaks import DEFAULT_METHOD, detect_r_peaks
 
 RR_INPUT = "rr_intervals"
@@ -39,16 +39,7 @@ def rr_interval_matrix(windows: np.ndarray, fs: float | None, n_jobs: int = -1) 
     """
     if not fs:
         raise ValueError("RR intervals need the sampling rate fs")
-    x = np.asarray(windows)
-    if x.ndim == 3 and x.shape[2] == 1:
-        x = x[:, :, 0]
-    if x.ndim != 2:
-        raise ValueError(f"expected windows of shape (n, T) or (n, T, 1), got {x.shape}")
-    n_chunks = min(-(-len(x) // _ROWS_PER_CHUNK), 4 * effective_n_jobs(n_jobs))
-    if n_chunks <= 1:
-        return _rows(x, float(fs))[..., None]
-    parts = Parallel(n_jobs=n_jobs)(delayed(_rows)(chunk, float(fs)) for chunk in np.array_split(x, n_chunks))
-    return np.concatenate(parts)[..., None]
+    return map_window_chunks(_rows, as_windows(windows), n_jobs, _ROWS_PER_CHUNK, float(fs))[..., None]
 
 
 def _rows(windows: np.ndarray, fs: float) -> np.ndarray:

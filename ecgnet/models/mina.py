@@ -157,15 +157,16 @@ def _build(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None, se
            conv_stride: int, units: int, attention_units: int, beat_attention_units: int,
            beat_depth: int, unroll: bool, channels: Sequence[str], rr_knowledge: bool) -> keras.Model:
     """The MINA graph (see :func:`build_mina`), with RR knowledge at the rhythm level if asked."""
+    name = "mina_rr" if rr_knowledge else "mina"
     if not fs:
-        raise ConfigError("model 'mina' needs the sampling rate fs")
+        raise ConfigError(f"model {name!r} needs the sampling rate fs")
     keras.utils.set_random_seed(seed)
     # A whole number of conv positions per segment: L is a multiple of the conv stride.
     segment_length = conv_stride * max(1, round(fs / segments_per_second / conv_stride))
     known = {band[0]: band for band in DEFAULT_BANDS}
     unknown = [name for name in channels if name not in known]
     if unknown or not channels:
-        raise ConfigError(f"model 'mina': channels {list(channels)} must be one or more of {list(known)}")
+        raise ConfigError(f"model {name!r}: channels {list(channels)} must be one or more of {list(known)}")
     bands = [known[name] for name in channels]
     n_channels = len(bands)
     segments = n_segments(input_shape[0], segment_length)
@@ -216,4 +217,4 @@ def _build(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None, se
     x, _ = AttentionPooling(attention_units, kernel_regularizer=reg, name="frequency_attention")(
         [x, frequency_knowledge])                                                     # (B, 2U)
     return keras.Model(inputs, classifier_head(x, n_classes, dropout=dropout, regularizer=reg),
-                       name="mina_rr" if rr_knowledge else "mina")
+                       name=name)
