@@ -106,10 +106,16 @@ def test_no_usable_records_is_a_clear_error(tmp_path):
         load_ecg_samples(cinc_config(tmp_path / "empty"))
 
 
-def test_cache_hit_skips_decoding(tiny_cinc, monkeypatch):
+def test_missing_data_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="nowhere"):
+        load_ecg_samples(cinc_config(tmp_path / "nowhere"))
+
+
+def test_cache_hit_skips_listing_and_decoding(tiny_cinc, monkeypatch):
     config = cinc_config(tiny_cinc)
     first = load_ecg_samples(config)
     monkeypatch.setattr(ecg_dataset, "_build_samples", lambda *a: pytest.fail("decoded again"))
+    monkeypatch.setattr(ecg_dataset, "list_records", lambda *a: pytest.fail("listed again"))
     second = load_ecg_samples(config)
     np.testing.assert_array_equal(first.x, second.x)
     assert list(first.record) == list(second.record)
