@@ -174,29 +174,24 @@ class FrequencyKnowledge(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="biomed")
 class RRKnowledge(layers.Layer):
-    """Rhythm knowledge from R peaks: ``(B, T, 1)`` RR series -> ``(B, K, M, 3)`` per segment.
+    """Rhythm knowledge from R peaks: segmented RR series ``(B, M, L, 1)`` -> ``(B, K, M, 3)``.
 
-    For each of the M segments of ``segment_length`` samples: the mean RR interval
-    ``r`` (s), its deviation from the window's mean ``r / mean(r) - 1`` and the
-    change from the previous segment ``|r_m - r_{m-1}|``; the same values for each
-    of the K channels. The input is the ``rr_intervals`` side input
+    For each of the M segments (cut by :class:`~ecgnet.layers.Segment`): the mean RR
+    interval ``r`` (s), its deviation from the window's mean ``r / mean(r) - 1`` and
+    the change from the previous segment ``|r_m - r_{m-1}|``; the same values for
+    each of the K channels. The series is the ``rr_intervals`` side input
     (:mod:`ecgnet.rhythm`); windows without beats give zeros.
 
     Args:
-        segment_length: Samples per segment (as the model's segments).
         n_channels: Number of channels K to repeat the knowledge for.
     """
 
-    def __init__(self, segment_length: int, n_channels: int, **kwargs: Any) -> None:
+    def __init__(self, n_channels: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.segment_length = int(segment_length)
         self.n_channels = int(n_channels)
 
     def call(self, inputs: Any) -> Any:
-        length = inputs.shape[1]
-        segments = -(-length // self.segment_length)
-        padded = ops.pad(inputs[..., 0], [[0, 0], [0, segments * self.segment_length - length]])
-        rr = ops.mean(ops.reshape(padded, (-1, segments, self.segment_length)), axis=-1)   # (B, M)
+        rr = ops.mean(inputs[..., 0], axis=-1)                                          # (B, M)
         window_mean = ops.mean(rr, axis=-1, keepdims=True)
         deviation = ops.where(window_mean > 0, rr / ops.maximum(window_mean, 1e-6) - 1.0, 0.0)
         change = ops.pad(ops.abs(rr[:, 1:] - rr[:, :-1]), [[0, 0], [1, 0]])
@@ -204,7 +199,7 @@ class RRKnowledge(layers.Layer):
         return ops.repeat(ops.expand_dims(knowledge, 1), self.n_channels, axis=1)
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int | None, ...]:
-        return (input_shape[0], self.n_channels, -(-input_shape[1] // self.segment_length), 3)
+        return (input_shape[0], self.n_channels, input_shape[1], 3)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "segment_length": self.segment_length, "n_channels": self.n_channels}
+        return {**super().get_config(), "n_channels": self.n_channels}

@@ -9,6 +9,7 @@ import wfdb
 
 from ecgnet import rhythm
 from ecgnet.knowledge import RRKnowledge
+from ecgnet.layers import Segment
 from ecgnet.synthetic import synthesize_annotated_record
 from pipelines.modeling import get_model
 
@@ -46,13 +47,13 @@ def test_matrix_follows_the_detected_beats_and_chunks_agree(tmp_path):
 
 def test_rr_knowledge_per_segment():
     series = np.repeat([1.0, 1.0, 0.5, 1.5], 10).astype(np.float32)[None, :, None]   # 4 segments of 10
-    knowledge = np.asarray(RRKnowledge(10, 2)(series))
+    knowledge = np.asarray(RRKnowledge(2)(Segment(10)(series)))
     assert knowledge.shape == (1, 2, 4, 3)
     np.testing.assert_allclose(knowledge[0, 0, :, 0], [1.0, 1.0, 0.5, 1.5], atol=1e-6)
     np.testing.assert_allclose(knowledge[0, 0, :, 1], [0.0, 0.0, -0.5, 0.5], atol=1e-6)   # vs the mean 1.0
     np.testing.assert_allclose(knowledge[0, 0, :, 2], [0.0, 0.0, 0.5, 1.0], atol=1e-6)
     np.testing.assert_array_equal(knowledge[0, 0], knowledge[0, 1])                        # every channel
-    assert not np.asarray(RRKnowledge(10, 2)(np.zeros((1, 35, 1), np.float32))).any()     # no beats: zeros
+    assert not np.asarray(RRKnowledge(2)(Segment(10)(np.zeros((1, 35, 1), np.float32)))).any()  # no beats
 
 
 def test_mina_rr_takes_the_series_and_reloads(tmp_path):

@@ -202,7 +202,8 @@ def _build(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None, se
     if rr_knowledge:
         rr = keras.Input(shape=input_shape, name=RR_INPUT)
         inputs = {"ecg": ecg, RR_INPUT: rr}
-        rr_segments = RRKnowledge(segment_length, n_channels, name="rr_knowledge")(rr)   # (B, K, M, 3)
+        rr_segments = RRKnowledge(n_channels, name="rr_knowledge")(
+            Segment(segment_length, name="rr_segments")(rr))                         # (B, K, M, 3)
         x = layers.Concatenate(name="beats_and_rr")([x, rr_segments])
         rhythm_knowledge = layers.Concatenate(name="rhythm_and_rr")([rhythm_knowledge, rr_segments])
     x = FoldBatch(1, name="fold_channels")(x)                                        # (BK, M, F)
