@@ -19,7 +19,7 @@ from scipy import signal as sps
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ecgnet.preprocess import bandpass
-from ecgnet.rpeaks import DEFAULT_METHOD, METHODS, detect_r_peaks, is_flat
+from ecgnet.rpeaks import DEFAULT_METHOD, METHODS, detect_r_peaks, detect_r_peaks_rows, is_flat
 
 RHYTHM_FEATURES = (
     "heart_rate", "rr_mean", "rr_sd", "rr_rmssd", "rr_pnn50", "rr_cv", "rr_min", "rr_max",
@@ -54,14 +54,16 @@ _BANDS_HZ = ((0.0, 4.0), (4.0, 9.0), (9.0, 15.0), (15.0, 40.0))
 _CLIP_MARGIN = 0.01
 
 
-def extract_features(signal: np.ndarray, fs: float,
-                     rpeak_method: str = DEFAULT_METHOD) -> np.ndarray:
+def extract_features(signal: np.ndarray, fs: float, rpeak_method: str = DEFAULT_METHOD,
+                     peaks: np.ndarray | None = None) -> np.ndarray:
     """Expert features of one single-lead ECG window.
 
     Args:
         signal: 1-D ECG window (any scale; polarity may be inverted).
         fs: Sampling rate in Hz.
         rpeak_method: R-peak detector, one of ``ecgnet.rpeaks.METHODS``.
+        peaks: The window's R peaks if already detected with ``rpeak_method`` (as
+            ``detect_r_peaks`` returns them); detected here when ``None``.
 
     Returns:
         float64 array of shape ``(len(FEATURE_NAMES),)``, NaN-free (undefined features are 0).
@@ -70,7 +72,8 @@ def extract_features(signal: np.ndarray, fs: float,
     values: dict[str, float] = dict(_quality_features(raw))
     if not is_flat(raw) and raw.size > 3 * fs / 2:
         clean = bandpass(raw, fs, 0.5, 40.0, order=2)
-        peaks = detect_r_peaks(raw, fs, method=rpeak_method)
+        if peaks is None:
+            peaks = detect_r_peaks(raw, fs, method=rpeak_method)
         rr = np.diff(peaks) / fs
         values.update(_rhythm_features(rr))
         values.update(_irregularity_features(rr))
@@ -360,8 +363,8 @@ def as_windows(X: np.ndarray) -> np.ndarray:
 
 
 def _extract_rows(windows: np.ndarray, fs: float, rpeak_method: str) -> np.ndarray:
-    """Features of every row of ``windows``, one after another."""
+    """Features of every row of ``windows`` (R peaks of all rows detected in one batch)."""
     out = np.empty((len(windows), len(FEATURE_NAMES)))
-    for i, window in enumerate(windows):
-        out[i] = extract_features(window, fs, rpeak_method)
+    for i, (window, peaks) in enumerate(zip(windows, detect_r_peaks_rows(windows, fs, rpeak_method))):
+        out[i] = extract_features(window, fs, rpeak_method, peaks=peaks)
     return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ecgnet.features import as_windows, map_window_chunks
-from ecgnet.rpeaks import DEFAULT_METHOD, detect_r_peaks
+from ecgnet.rpeaks import DEFAULT_METHOD, detect_r_peaks, detect_r_peaks_rows
 
 RR_INPUT = "rr_intervals"
 _ROWS_PER_CHUNK = 256
@@ -21,13 +21,17 @@ _ROWS_PER_CHUNK = 256
 
 def rr_series(signal: np.ndarray, fs: float, method: str = DEFAULT_METHOD) -> np.ndarray:
     """The per-sample RR interval (s) of a 1-D ECG: ``(T,)`` float32, zeros below two beats."""
-    peaks = detect_r_peaks(signal, fs, method=method)
-    series = np.zeros(len(signal), dtype=np.float32)
+    return _series_from_peaks(detect_r_peaks(signal, fs, method=method), len(signal), fs)
+
+
+def _series_from_peaks(peaks: np.ndarray, length: int, fs: float) -> np.ndarray:
+    """The per-sample RR interval (s) of a signal of ``length`` samples with R peaks at ``peaks``."""
+    series = np.zeros(length, dtype=np.float32)
     if len(peaks) < 2:
         return series
     rr = np.diff(peaks) / fs
     # Sample t lies in interval i when peaks[i] <= t < peaks[i+1]; the edges take the nearest interval.
-    interval = np.clip(np.searchsorted(peaks, np.arange(len(signal)), side="right") - 1, 0, len(rr) - 1)
+    interval = np.clip(np.searchsorted(peaks, np.arange(length), side="right") - 1, 0, len(rr) - 1)
     series[:] = rr[interval]
     return series
 
@@ -43,8 +47,8 @@ def rr_interval_matrix(windows: np.ndarray, fs: float | None, n_jobs: int = -1) 
 
 
 def _rows(windows: np.ndarray, fs: float) -> np.ndarray:
-    """The RR series of every row, one after another."""
+    """The RR series of every row (R peaks of all rows detected in one batch)."""
     out = np.empty(windows.shape, dtype=np.float32)
-    for i, window in enumerate(windows):
-        out[i] = rr_series(window, fs)
+    for i, peaks in enumerate(detect_r_peaks_rows(windows, fs)):
+        out[i] = _series_from_peaks(peaks, windows.shape[1], fs)
     return out

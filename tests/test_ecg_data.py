@@ -273,3 +273,12 @@ def test_bandpass_equals_scipy_sosfiltfilt(n, low):
            else sps.butter(3, 40, btype="lowpass", fs=300, output="sos"))
     expected = sps.sosfiltfilt(sos, x, padlen=min(n - 1, 3 * (2 * len(sos) + 1)))
     np.testing.assert_allclose(bandpass(x, 300, low, 40), expected, rtol=0, atol=1e-12)  # same float64 ops
+
+
+def test_bandpass_filters_the_rows_of_a_matrix_as_each_row_alone():
+    from ecgnet.preprocess import bandpass
+
+    rows = np.random.default_rng(3).standard_normal((5, 700))
+    together = bandpass(rows, 300, 0.5, 40)
+    assert together.shape == rows.shape
+    np.testing.assert_array_equal(together, np.stack([bandpass(row, 300, 0.5, 40) for row in rows]))

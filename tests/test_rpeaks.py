@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import wfdb
 from conftest import SHARED_DATA
+from scipy import ndimage
 
-from ecgnet.rpeaks import DEFAULT_METHOD, METHODS, detect_r_peaks
+from ecgnet import rpeaks
+from ecgnet.rpeaks import DEFAULT_METHOD, METHODS, detect_r_peaks, detect_r_peaks_rows
 from ecgnet.synthetic import synthesize_annotated_record
 
 FS = 300.0
@@ -60,3 +62,40 @@ def test_default_detector_on_a_mitbih_record():
     result = evaluate_record(lambda x, rate: detect_r_peaks(x, rate, method=DEFAULT_METHOD),
                              signal, fs, beats, window_s=None)
     assert scores(result["tp"], result["fp"], result["fn"])["f1"] >= 0.99
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_batched_detection_equals_one_window_at_a_time(annotated_ecg, method):
+    signal, _ = annotated_ecg
+    windows = np.stack([signal[i:i + 3000] for i in range(0, 15000, 1500)])
+    windows[1] *= -1.0                    # inverted lead
+    windows[2] = 0.0                      # flat
+    windows[3, 100:200] = np.nan          # gap
+    found = detect_r_peaks_rows(windows, FS, method=method)
+    assert len(found) == len(windows) and found[2].size == 0
+    assert sum(p.size for p in found) > 100
+    for window, peaks in zip(windows, found):
+        np.testing.assert_array_equal(peaks, detect_r_peaks(window, FS, method=method))
+
+
+def test_batched_detection_checks_its_input():
+    with pytest.raises(ValueError, match=r"shape \(n, T\)"):
+        detect_r_peaks_rows(np.zeros(3000), FS)
+    assert [p.size for p in detect_r_peaks_rows(np.ones((3, 100)), FS)] == [0, 0, 0]   # under a second
+
+
+def test_short_list_statistics_equal_numpy():
+    rng = np.random.default_rng(4)
+    for n in range(1, 40):
+        values = rng.lognormal(size=n) * 10.0 ** rng.uniform(-3, 3)
+        # the same float64 operations as numpy's linear interpolation, so equal to the last bit
+        assert rpeaks._upper_decile(values.tolist()) == np.percentile(values, 90)
+        assert rpeaks._median(values.tolist()) == np.median(values)
+
+
+@pytest.mark.parametrize("width", [1, 2, 44, 45])
+def test_slopes_at_candidates_equal_the_maximum_filter(width):
+    steepness = np.abs(np.random.default_rng(width).standard_normal(300))
+    at = np.array([0, 1, 20, 150, 298, 299])
+    np.testing.assert_array_equal(rpeaks._slopes_at(steepness, at, width),
+                                  ndimage.maximum_filter1d(steepness, width)[at])
