@@ -337,12 +337,14 @@ def map_window_chunks(rows_fn: Callable[..., np.ndarray], windows: np.ndarray, n
                       rows_per_chunk: int, *args: Any) -> np.ndarray:
     """``rows_fn(chunk, *args)`` over chunks of ``windows`` in parallel (joblib), concatenated in order.
 
-    Up to four chunks per worker balance uneven rows; a small array runs in this process.
+    Up to four chunks per worker balance uneven rows; a small array runs in this process. Chunks
+    travel to the workers pickled, not through joblib's temporary memory-mapped files, whose writing
+    cost more than the rows' work for a few thousand windows.
     """
     n_chunks = min(-(-len(windows) // rows_per_chunk), 4 * effective_n_jobs(n_jobs))
     if n_chunks <= 1:
         return rows_fn(windows, *args)
-    parts = Parallel(n_jobs=n_jobs)(delayed(rows_fn)(chunk, *args) for chunk in np.array_split(windows, n_chunks))
+    parts = Parallel(n_jobs=n_jobs, max_nbytes=None)(delayed(rows_fn)(chunk, *args) for chunk in np.array_split(windows, n_chunks))
     return np.concatenate(parts, axis=0)
 
 
