@@ -22,7 +22,7 @@ from pipelines.config import AnnotatedConfig, DataConfig, PreprocessConfig, Task
 from ecgnet.sources import (Listing, RecordRef, cinc2017_labels_file, list_annotated_records,
                                    list_labelled_records, read_header, read_rhythm_intervals, read_signal)
 from pipelines.errors import DataError, RecordError
-from ecgnet.preprocess import clean_signal, make_windows, preprocess_record
+from ecgnet.preprocess import RecordWindows, clean_signal, pad_to_window, record_windows, window_starts
 from ecgnet.synthetic import synthesize_records
 from pipelines.samples import SampleSet
 
@@ -132,7 +132,7 @@ def _build_samples(listing: Listing, data: DataConfig, task: TaskConfig,
                             f"{sorted(set(task.classes) | set(task.label_map))})"})
     check_window_fits([ref for ref, _ in jobs], data.preprocess, annotated=data.source == "annotated")
     results = _run_jobs(jobs, data, task, progress)
-    xs, ys, recs, groups, wins = [], [], [], [], []
+    kept, ys, recs, groups, wins = [], [], [], [], []
     for (ref, _), (windows, labels, reason, dropped) in zip(jobs, results):
         excluded.update(dropped)
         if reason is not None:
@@ -140,20 +140,31 @@ def _build_samples(listing: Listing, data: DataConfig, task: TaskConfig,
             continue
         if len(windows) == 0:
             continue
-        xs.append(windows)
+        kept.append(windows)
         ys.append(labels)
         recs.append(np.full(len(windows), ref.record))
         groups.append(np.full(len(windows), ref.group))
         wins.append(np.arange(len(windows)))
-    if not xs:
+    if not kept:
         raise DataError(f"no usable windows: {len(skipped)} records skipped "
                         f"(first: {skipped[:1]}), {dict(excluded)} excluded by the task")
     window_index = np.concatenate(wins).astype(np.int32)
     every = data.preprocess.windows_per_stride
-    return SampleSet(np.concatenate(xs), np.concatenate(ys).astype(np.int32), np.concatenate(recs),
+    return SampleSet(_gather_windows(kept, data.preprocess.window_samples), np.concatenate(ys).astype(np.int32),
+                     np.concatenate(recs),
                      np.concatenate(groups), window_index, list(task.classes),
                      data.preprocess.fs, skipped, dict(excluded),
                      train_only=(window_index % every != 0) if every > 1 else None)
+
+
+def _gather_windows(records: list[RecordWindows], window: int) -> np.ndarray:
+    """Every record's windows copied once into one float32 array ``(n, window)``."""
+    out = np.empty((sum(len(r) for r in records), window), dtype=np.float32)
+    start = 0
+    for record in records:
+        record.copy_to(out[start:start + len(record)])
+        start += len(record)
+    return out
 
 
 def check_window_fits(refs: list[RecordRef], pre: PreprocessConfig, *, annotated: bool = False) -> None:
@@ -210,17 +221,34 @@ def _run_jobs(jobs: list[tuple[RecordRef, int | None]], data: DataConfig, task: 
             if progress:
                 progress(len(results), len(jobs))
         return results
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver")) as pool:
-        for out in pool.map(_process_chunk, chunks, *[[a] * len(chunks) for a in args]):
-            results.extend(out)
+    done = 0
+    # This process is one of the ``workers``: it works too, so the pool has one process fewer.
+    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=get_context("forkserver")) as pool:
+        futures = [pool.submit(_process_chunk, chunk, *args) for chunk in chunks]
+        # While the workers start (each imports the package first), this process takes chunks from
+        # the end of the queue: those a worker has not started yet can still be cancelled.
+        own: dict[int, list[tuple]] = {}
+        for i in reversed(range(len(chunks))):
+            if not futures[i].cancel():
+                break
+            own[i] = _process_chunk(chunks[i], *args)
+            done += len(chunks[i])
             if progress:
-                progress(len(results), len(jobs))
+                progress(done, len(jobs))
+        for i, future in enumerate(futures):
+            if i in own:
+                results.extend(own[i])
+                continue
+            results.extend(future.result())
+            done += len(chunks[i])
+            if progress:
+                progress(done, len(jobs))
     return results
 
 
 def _process_chunk(chunk: list[tuple[RecordRef, int | None]], channel: int, pre: PreprocessConfig,
                    annotated: AnnotatedConfig, task: TaskConfig) -> list[tuple]:
-    """Decode and preprocess records; returns (windows, labels, reason or None, excluded counts)."""
+    """Decode and preprocess records; returns (RecordWindows, labels, reason or None, excluded counts)."""
     out = []
     for ref, label in chunk:
         try:
@@ -228,7 +256,7 @@ def _process_chunk(chunk: list[tuple[RecordRef, int | None]], channel: int, pre:
             if label is None:
                 out.append(_annotated_windows(ref, signal, fs, pre, annotated, task))
             else:
-                windows = preprocess_record(signal, fs, pre)
+                windows = record_windows(signal, fs, pre)
                 out.append((windows, np.full(len(windows), label, np.int32), None, {}))
         except RecordError as err:
             out.append((None, None, str(err), {}))
@@ -241,7 +269,8 @@ def _annotated_windows(ref: RecordRef, signal: np.ndarray, fs: float, pre: Prepr
                        annotated: AnnotatedConfig, task: TaskConfig) -> tuple:
     """Windows of a long record labelled by the rhythm that covers them (``purity`` fraction)."""
     intervals = read_rhythm_intervals(ref, annotated.annotator, len(signal))
-    clean = clean_signal(signal, fs, pre)
+    window = pre.window_samples
+    clean = pad_to_window(clean_signal(signal, fs, pre), window, "drop")
     scale = pre.fs / fs
     rhythm = np.full(len(clean), -1, np.int32)
     names: list[str] = []
@@ -249,14 +278,12 @@ def _annotated_windows(ref: RecordRef, signal: np.ndarray, fs: float, pre: Prepr
         if aux not in names:
             names.append(aux)
         rhythm[int(start * scale):int(end * scale)] = names.index(aux)
-    window = pre.window_samples
     stride = window if pre.stride_s is None else max(1, int(round(pre.stride_s * pre.fs)))
-    windows = make_windows(clean, window, stride, pad="drop")
-    starts = np.arange(len(windows)) * stride
+    starts = window_starts(len(clean), window, stride)
     counts = np.stack([(np.lib.stride_tricks.sliding_window_view(rhythm, window)[starts] == i).sum(1)
                        for i in range(len(names))], axis=1)
     dominant, share = counts.argmax(1), counts.max(1) / window
-    labels = np.full(len(windows), -1, np.int32)
+    labels = np.full(len(starts), -1, np.int32)
     dropped: Counter = Counter()
     for i, (d, s) in enumerate(zip(dominant, share)):
         mapped = annotated.rhythm_map.get(names[d])
@@ -268,4 +295,4 @@ def _annotated_windows(ref: RecordRef, signal: np.ndarray, fs: float, pre: Prepr
         else:
             labels[i] = index
     keep = labels >= 0
-    return windows[keep].astype(np.float32), labels[keep], None, dict(dropped)
+    return RecordWindows(clean.astype(np.float32), starts[keep], window), labels[keep], None, dict(dropped)

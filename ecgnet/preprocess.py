@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
@@ -66,6 +67,33 @@ def normalize(x: np.ndarray, method: str) -> np.ndarray:
     return x
 
 
+@dataclass(frozen=True)
+class RecordWindows:
+    """One record's windows held as its float32 signal and the windows' start samples.
+
+    Worker processes send this back instead of the windows themselves, which repeat each sample
+    ``window / stride`` times; the windows are copied out once, where they are gathered.
+    """
+
+    signal: np.ndarray
+    starts: np.ndarray
+    window: int
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def copy_to(self, out: np.ndarray) -> None:
+        """Write the windows into ``out``, a float32 array of shape ``(len(self), window)``."""
+        for row, start in enumerate(self.starts.tolist()):
+            out[row] = self.signal[start:start + self.window]
+
+    def array(self) -> np.ndarray:
+        """The windows as a new float32 array ``(n, window)``."""
+        out = np.empty((len(self), self.window), dtype=np.float32)
+        self.copy_to(out)
+        return out
+
+
 def make_windows(x: np.ndarray, window: int, stride: int | None, *, crop: str = "center",
                  pad: str = "zero", max_windows: int | None = None) -> np.ndarray:
     """Cut a 1-D signal into windows of ``window`` samples, shape ``(n, window)``.
@@ -74,19 +102,31 @@ def make_windows(x: np.ndarray, window: int, stride: int | None, *, crop: str = 
     otherwise sliding windows every ``stride`` samples. A signal shorter than
     the window is padded (``zero`` or ``edge``) or rejected (``drop``).
     """
+    x = pad_to_window(x, window, pad)
+    starts = window_starts(len(x), window, stride, crop=crop, max_windows=max_windows)
+    return np.lib.stride_tricks.sliding_window_view(x, window)[starts]
+
+
+def pad_to_window(x: np.ndarray, window: int, pad: str) -> np.ndarray:
+    """``x`` itself when it holds a window, else padded to one (``zero``/``edge``) or refused (``drop``)."""
     n = len(x)
-    if n < window:
-        if pad == "drop":
-            raise RecordError(f"{n} samples after resampling, shorter than the {window}-sample window "
-                              f"(preprocess.pad is 'drop')")
-        return np.pad(x, (0, window - n), mode="constant" if pad == "zero" else "edge")[None, :]
+    if n >= window:
+        return x
+    if pad == "drop":
+        raise RecordError(f"{n} samples after resampling, shorter than the {window}-sample window "
+                          f"(preprocess.pad is 'drop')")
+    return np.pad(x, (0, window - n), mode="constant" if pad == "zero" else "edge")
+
+
+def window_starts(n: int, window: int, stride: int | None, *, crop: str = "center",
+                  max_windows: int | None = None) -> np.ndarray:
+    """Start samples of the windows :func:`make_windows` cuts from ``n >= window`` samples."""
     if stride is None:
-        start = 0 if crop == "start" else (n - window) // 2
-        return x[None, start:start + window]
+        return np.array([0 if crop == "start" else (n - window) // 2])
     starts = np.arange(0, n - window + 1, stride)
     if max_windows is not None and len(starts) > max_windows:
         starts = starts[np.linspace(0, len(starts) - 1, max_windows).round().astype(int)]
-    return np.lib.stride_tricks.sliding_window_view(x, window)[starts]
+    return starts
 
 
 def clean_signal(x: np.ndarray, fs_in: float, cfg: PreprocessConfig) -> np.ndarray:
@@ -117,8 +157,14 @@ def preprocess_record(x: np.ndarray, fs_in: float, cfg: PreprocessConfig) -> np.
     With ``train_stride_s`` the windows are cut at that (denser) stride; every
     ``cfg.windows_per_stride``-th one, starting with the first, is a window of ``stride_s``.
     """
-    clean = clean_signal(x, fs_in, cfg)
+    return record_windows(x, fs_in, cfg).array()
+
+
+def record_windows(x: np.ndarray, fs_in: float, cfg: PreprocessConfig) -> RecordWindows:
+    """:func:`preprocess_record` without copying out the windows (see :class:`RecordWindows`)."""
+    clean = pad_to_window(clean_signal(x, fs_in, cfg), cfg.window_samples, cfg.pad)
     stride_s = cfg.train_stride_s or cfg.stride_s
     stride = None if stride_s is None else max(1, int(round(stride_s * cfg.fs)))
-    return make_windows(clean, cfg.window_samples, stride, crop=cfg.crop, pad=cfg.pad,
-                        max_windows=cfg.max_windows_per_record).astype(np.float32)
+    starts = window_starts(len(clean), cfg.window_samples, stride, crop=cfg.crop,
+                           max_windows=cfg.max_windows_per_record)
+    return RecordWindows(clean.astype(np.float32), starts, cfg.window_samples)

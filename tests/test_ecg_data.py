@@ -11,7 +11,7 @@ from ecgnet import dataset as ecg_dataset
 from pipelines.config import DataConfig, PreprocessConfig, SplitConfig, TaskConfig
 from ecgnet.dataset import load_ecg_samples
 from pipelines.errors import DataError, RecordError
-from ecgnet.preprocess import make_windows, preprocess_record
+from ecgnet.preprocess import make_windows, preprocess_record, record_windows
 from pipelines.splits import assign_splits, membership_table, split_samples
 
 RAW = PreprocessConfig(fs=100, bandpass=None, normalize="none", window_s=10, stride_s=None, crop="start",
@@ -45,6 +45,17 @@ def test_sliding_windows_and_resampling(tiny_cinc):
     assert list(samples.window[samples.record == "T0000"]) == [0, 1, 2, 3, 4]
     first = samples.x[samples.record == "T0000"]
     assert abs(float(first.mean())) < 0.3  # z-scored per record
+
+
+def test_record_windows_hold_each_sample_once_and_copy_out_the_windows():
+    pre = PreprocessConfig(fs=50, bandpass=None, normalize="none", window_s=4, stride_s=1)
+    x = np.sin(np.arange(1000) / 7.0)
+    held = record_windows(x, 50, pre)
+    windows = held.array()
+    assert windows.dtype == np.float32 and windows.shape == (len(held), 200) == (17, 200)
+    np.testing.assert_array_equal(windows, make_windows(x.astype(np.float32), 200, 50))
+    np.testing.assert_array_equal(windows, preprocess_record(x, 50, pre))
+    assert held.signal.nbytes * 3 < windows.nbytes   # what a worker process sends back
 
 
 def test_make_windows_pad_and_drop():
@@ -97,6 +108,19 @@ def test_bad_records_are_skipped_with_reasons(tiny_cinc, workers):
     for record, part in expected.items():
         assert part in reasons[record], (record, reasons[record])
     assert len(np.unique(samples.record)) == 24  # every good record kept, the duplicate only once
+
+
+def test_parallel_preprocessing_equals_one_process(tiny_cinc, monkeypatch):
+    monkeypatch.setattr(ecg_dataset, "CHUNK", 3)   # 8 chunks: the pool and this process share them
+    progress: list[tuple[int, int]] = []
+    one = load_ecg_samples(cinc_config(tiny_cinc, workers=1), use_cache=False)
+    two = load_ecg_samples(cinc_config(tiny_cinc, workers=2), use_cache=False,
+                           progress=lambda done, total: progress.append((done, total)))
+    np.testing.assert_array_equal(two.x, one.x)
+    np.testing.assert_array_equal(two.record, one.record)
+    np.testing.assert_array_equal(two.y, one.y)
+    done = [d for d, _ in progress]
+    assert done == sorted(set(done)) and progress[-1] == (24, 24)
 
 
 def test_no_usable_records_is_a_clear_error(tmp_path):
