@@ -150,8 +150,8 @@ def _build_samples(listing: Listing, data: DataConfig, task: TaskConfig,
                         f"(first: {skipped[:1]}), {dict(excluded)} excluded by the task")
     window_index = np.concatenate(wins).astype(np.int32)
     every = data.preprocess.windows_per_stride
-    return SampleSet(_gather_windows(kept, data.preprocess.window_samples), np.concatenate(ys).astype(np.int32),
-                     np.concatenate(recs),
+    return SampleSet(_gather_windows(kept, data.preprocess.window_samples),
+                     np.concatenate(ys).astype(np.int32), np.concatenate(recs),
                      np.concatenate(groups), window_index, list(task.classes),
                      data.preprocess.fs, skipped, dict(excluded),
                      train_only=(window_index % every != 0) if every > 1 else None)

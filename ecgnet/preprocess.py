@@ -34,7 +34,7 @@ def _bandpass_sos(fs: float, low: float, high: float, order: int) -> tuple[np.nd
 
 
 def bandpass(x: np.ndarray, fs: float, low: float, high: float, order: int = 3) -> np.ndarray:
-    """Zero-phase Butterworth band-pass (low-pass when ``low`` is 0) along the last axis; ``high`` is capped at 0.45·fs.
+    """Zero-phase Butterworth band-pass (low-pass when ``low`` is 0) along the last axis; ``high`` ≤ 0.45·fs.
 
     The same computation as ``scipy.signal.sosfiltfilt`` (odd extension of ``3 * (2 * sections + 1)``
     samples, forward and backward passes started in the steady state of the edge samples), with the

@@ -81,7 +81,7 @@ def detect_r_peaks(signal: np.ndarray, fs: float, method: str = DEFAULT_METHOD) 
 def detect_r_peaks_rows(windows: np.ndarray, fs: float, method: str = DEFAULT_METHOD) -> list[np.ndarray]:
     """R peaks of every row of ``(n, T)`` ECG windows: :func:`detect_r_peaks` row by row.
 
-    The Pan–Tompkins filters run on all rows at once, which is several times faster than a
+    The Pan–Tompkins filters run on blocks of rows at once, which is several times faster than a
     loop over :func:`detect_r_peaks` and gives the same peaks.
 
     Raises:
