@@ -496,6 +496,10 @@ class ExperimentConfig:
             except ConfigError as err:
                 raise ConfigError(f"models[{i}].params: {err}") from None
             self.train_config(entry, where=f"models[{i}].train")
+            if spec.side_inputs and self.loader.augment.enabled:
+                raise ConfigError(f"models[{i}]: {entry.label!r} takes side inputs {list(spec.side_inputs)} computed "
+                                  f"once from the windows as they are, so loader.augment (noise, scaling, wander, "
+                                  f"time shift) would no longer match them; set loader.augment.enabled: false")
         for i, ensemble in enumerate(self.ensembles):
             if ensemble.name in labels or [e.name for e in self.ensembles].count(ensemble.name) > 1:
                 raise ConfigError(f"ensembles[{i}].name: {ensemble.name!r} is already the name of a model or "

@@ -56,6 +56,14 @@ def test_unknown_model_and_hyperparameter(tmp_path):
         load_config(write(tmp_path, {"name": "x", "models": [{"type": "cnn", "params": {"dropuot": 0.1}}]}))
 
 
+def test_augmentation_is_refused_for_models_with_side_inputs(tmp_path):
+    augment = {"loader": {"augment": {"enabled": True}}}
+    with pytest.raises(ConfigError, match=r"models\[1\]: 'mina_rr' takes side inputs \['rr_intervals'\].*"
+                                          r"loader\.augment\.enabled: false"):
+        load_config(write(tmp_path, {"name": "x", "models": ["cnn", "mina_rr"], **augment}))
+    assert load_config(write(tmp_path, {"name": "x", "models": ["cnn"], **augment})).loader.augment.enabled
+
+
 def test_label_map_target_must_be_a_class(tmp_path):
     path = write(tmp_path, {"name": "x", "data": {"task": {"classes": ["N", "A"], "label_map": {"O": "X"}}}})
     with pytest.raises(ConfigError, match=r"label_map\.O: maps to 'X'"):
