@@ -20,7 +20,8 @@ import numpy as np
 from pipelines import cache
 from pipelines.config import AnnotatedConfig, DataConfig, PreprocessConfig, TaskConfig, config_hash
 from ecgnet.sources import (Listing, RecordRef, cinc2017_labels_file, list_annotated_records,
-                                   list_labelled_records, read_header, read_rhythm_intervals, read_signal)
+                                   list_labelled_records, read_header, read_rhythm_intervals, read_signal,
+                                   require_folder)
 from pipelines.errors import DataError, RecordError
 from ecgnet.preprocess import RecordWindows, clean_signal, pad_to_window, record_windows, window_starts
 from ecgnet.synthetic import synthesize_records
@@ -86,8 +87,7 @@ def load_ecg_samples(data: DataConfig, *, progress: Progress | None = None,
         The SampleSet of windows with skipped/excluded bookkeeping.
     """
     folder, labels = resolve_source(data)
-    if not folder.is_dir():
-        raise DataError(f"data folder {folder} does not exist")
+    require_folder(folder)
     task = _task_with_defaults(data)
     key = cache.fingerprint(
         [e.path for e in os.scandir(folder) if e.is_file()] + ([str(labels)] if labels else []),

@@ -88,15 +88,21 @@ def read_labels_csv(path: str | Path, patients: bool = False) -> list[tuple[str,
     return out
 
 
+def require_folder(folder: str | Path) -> Path:
+    """``folder`` as a Path; DataError naming it when it is not an existing directory."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"data folder {folder} does not exist")
+    return folder
+
+
 def list_labelled_records(folder: str | Path, labels_file: str | Path, patients: bool = False) -> Listing:
     """Pair a labels CSV with the WFDB headers in ``folder`` (generic and CinC 2017 layouts).
 
     With ``patients`` the records are grouped by the labels file's patient column, else each
     record is its own group.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"data folder {folder} does not exist")
+    folder = require_folder(folder)
     refs, problems, seen = [], [], set()
     headers = {entry.name for entry in os.scandir(folder) if entry.name.endswith(".hea") and entry.is_file()}
     for record, label, patient in read_labels_csv(labels_file, patients):
@@ -126,9 +132,7 @@ def cinc2017_labels_file(folder: str | Path) -> Path:
 
 def list_annotated_records(folder: str | Path, records: list[str] | None, annotator: str) -> Listing:
     """List long records that have a ``.<annotator>`` annotation file (MIT-BIH style)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"data folder {folder} does not exist")
+    folder = require_folder(folder)
     names = records or sorted(p.stem for p in folder.glob("*.hea"))
     refs, problems = [], []
     for name in names:
