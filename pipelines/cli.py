@@ -76,8 +76,12 @@ def _cmd_models(args: argparse.Namespace) -> None:
         log.info(f"{name:<14} {spec.modality:<6} {spec.role:<9} {params}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``biomed`` and its subcommands."""
+def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of ``biomed`` and its subcommands.
+
+    ``plugin_commands`` adds the ``biomed data`` subcommands of the plugins, which loads them
+    (and TensorFlow with the models they register); other commands' help does not need them.
+    """
     parser = argparse.ArgumentParser(
         prog="biomed", description="Biomedical signal and image classification with TensorFlow/Keras.")
     parser.add_argument("--version", action="version", version=f"biomed {__version__}")
@@ -105,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--labels", help="labels CSV (record,label[,patient]) for a generic WFDB folder")
     summary.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     summary.set_defaults(func=_cmd_summary)
-    for _, add_command in plugins.DATA_COMMANDS.items():
+    for _, add_command in plugins.DATA_COMMANDS.items() if plugin_commands else ():
         add_command(data_sub)
 
     report = sub.add_parser("report", help="write report.md/report.html for run folders",
@@ -209,9 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     verbosity = _verbosity(argv)
-    if verbosity != "verbose":
-        quiet_tensorflow_start()  # before the plugins import TensorFlow
-    args = build_parser().parse_args(argv)
+    quiet = verbosity != "verbose"
+    plugin_commands = next((arg for arg in argv if not arg.startswith("-")), None) == "data"
+    if quiet and plugin_commands:
+        quiet_tensorflow_start()  # before the plugins that add these commands import TensorFlow
+    args = build_parser(plugin_commands).parse_args(argv)  # help and usage errors end here, fast
+    if quiet and not plugin_commands:
+        quiet_tensorflow_start()
     handler = TqdmHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)

@@ -23,6 +23,13 @@ def test_help_lists_every_subcommand(capsys):
     assert listed == SUBCOMMANDS
 
 
+def test_help_does_not_start_tensorflow():
+    script = ("import sys\nfrom pipelines.cli import main\ntry:\n    main(['run', '--help'])\n"
+              "except SystemExit:\n    pass\nprint('tensorflow' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
 @pytest.mark.parametrize("argv", [[s] for s in SUBCOMMANDS] + [["data", "synth-ecg"], ["data", "summary"],
                                                                ["data", "download"], ["config", "new"]])
 def test_each_subcommand_explains_itself(argv, capsys):
