@@ -2,7 +2,8 @@
 
 Each model's ensemble score of a record is the mean over its seeds of the record's mean window
 probability (what ``biomed export --ensemble`` deploys, without TTA); every model's ensemble is
-compared with the ``--baseline`` ensemble on the same test records.
+compared with the ``--baseline`` ensemble on the same test records (``--split val`` scores the
+validation records instead, to choose between ensembles without touching test).
 
 Example:
     python -m bench.seed_ensembles runs/cinc2017_af --baseline expert_rf
@@ -20,12 +21,12 @@ from pipelines.metrics import CURVE_METRICS, bootstrap_auc_difference
 from pipelines.predictions import Task, read_predictions
 
 
-def ensemble_scores(run_dir: Path, model: str, task: Task) -> pd.DataFrame:
-    """Test records of ``model`` with columns y (0/1) and score (mean over the model's seeds)."""
+def ensemble_scores(run_dir: Path, model: str, task: Task, split: str = "test") -> pd.DataFrame:
+    """``split`` records of ``model`` with columns y (0/1) and score (mean over the model's seeds)."""
     frames = []
     for folder in sorted((run_dir / "models" / model).glob("seed_*")):
-        test = read_predictions(str(folder / "predictions.csv"), task).by_record().subset("test")
-        frames.append(pd.DataFrame({"y": test.is_positive.astype(int), "score": test.scores}, index=test.record))
+        part = read_predictions(str(folder / "predictions.csv"), task).by_record().subset(split)
+        frames.append(pd.DataFrame({"y": part.is_positive.astype(int), "score": part.scores}, index=part.record))
     if not frames:
         raise SystemExit(f"{run_dir}: no seeds of {model!r}")
     return pd.DataFrame({"y": frames[0]["y"], "score": sum(f["score"] for f in frames) / len(frames),
@@ -38,15 +39,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--baseline", default="expert_rf")
     parser.add_argument("--n-boot", type=int, default=2000)
+    parser.add_argument("--split", choices=["test", "val"], default="test")
     args = parser.parse_args(argv)
     config = load_config(args.run_dir / "config.yaml", check_data=False)
     task = Task.of(config.data.task.classes, config.data.task.positive)
     models = sorted(p.name for p in (args.run_dir / "models").iterdir() if p.is_dir())
-    base = ensemble_scores(args.run_dir, args.baseline, task)
+    base = ensemble_scores(args.run_dir, args.baseline, task, args.split)
     print("| model (seed ensemble) | seeds | ROC-AUC | PR-AUC | Δ ROC-AUC vs baseline [95 % CI] | Δ PR-AUC [95 % CI] |")
     print("| --- | --- | --- | --- | --- | --- |")
     for model in models:
-        ens = ensemble_scores(args.run_dir, model, task).merge(
+        ens = ensemble_scores(args.run_dir, model, task, args.split).merge(
             base[["score"]].rename(columns={"score": "score_base"}), left_index=True, right_index=True)
         cells = [f"{CURVE_METRICS[m](ens['y'], ens['score']):.4f}" for m in ("roc_auc", "pr_auc")]
         for metric in ("roc_auc", "pr_auc"):
