@@ -16,20 +16,21 @@ from pipelines import __version__, plugins
 from pipelines.config import load_config, shipped_configs
 from pipelines.config_docs import config_command
 from pipelines.console import LOG_LEVELS, TqdmHandler, Verbosity, quiet_tensorflow_start, set_verbosity
-from pipelines.datasets import prepare_data
 from pipelines.errors import BiomedError
 from pipelines.export import FORMATS, export_command
 from pipelines.modeling import get_model, model_names
 from pipelines.predict import predict_command
-from pipelines.report import write_report
-from pipelines.runner import default_run_dir, run_experiment
 from pipelines.summary import format_summary
 
 EXIT_USER_ERROR, EXIT_INTERNAL = 2, 1
 log = logging.getLogger("biomed")
 
 
+# The commands import their engine modules (scikit-learn, Keras, matplotlib) when they run, so that
+# help and usage errors answer at once.
 def _cmd_run(args: argparse.Namespace) -> None:
+    from pipelines.runner import default_run_dir, run_experiment
+
     config = load_config(args.config, args.set)
     if args.data_only:
         config.models = []
@@ -45,18 +46,22 @@ def _cmd_summary(args: argparse.Namespace) -> None:
             raise BiomedError(f"{target}: no plugin reads this folder (e.g. WFDB records need .hea files)")
         log.info(format_summary(summary))
         return
+    from pipelines.datasets import prepare_data
+
     config = load_config(target, args.set)
     data = prepare_data(config)
     log.info(format_summary(data.summary(config.name, config.data.task.positive)))
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
+    from pipelines.report import write_report
+
     paths = write_report([Path(p) for p in args.run_dirs], Path(args.out) if args.out else None)
     log.info(f"wrote {paths['md']} and {paths['html']}")
 
 
 def _cmd_tune(args: argparse.Namespace) -> None:
-    from pipelines.tuning import tune_command  # imports Keras: deferred until needed
+    from pipelines.tuning import tune_command
 
     tune_command(args)
 

@@ -47,7 +47,6 @@ import pandas as pd
 from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.config import ExperimentConfig, load_config
-from pipelines.datasets import prepare_data
 from pipelines.ensembles import ENSEMBLE_FILE, read_members, seed_folder
 from pipelines.errors import BiomedError
 from pipelines.metrics import parse_class_weights, validation_roc_auc
@@ -469,6 +468,7 @@ def convert_onnx(model: Any, out_file: Path) -> dict[str, Any]:
 
 def representative_windows(run_dir: Path, n: int = REPRESENTATIVE_WINDOWS) -> np.ndarray:
     """Up to ``n`` model-ready training inputs of a run (evenly spaced, deterministic)."""
+    from pipelines.datasets import prepare_data
     from pipelines.tfdata import model_inputs
 
     train = prepare_data(load_config(run_dir / "config.yaml")).splits["train"]
