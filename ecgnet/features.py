@@ -262,7 +262,8 @@ def _quality_features(raw: np.ndarray) -> dict[str, float]:
     margin = _CLIP_MARGIN * np.ptp(raw)
     clipped = (raw >= raw.max() - margin) | (raw <= raw.min() + margin)
     z = (raw - raw.mean()) / raw.std()
-    return {"kurtosis": np.mean(z**4) - 3.0, "skewness": np.mean(z**3),
+    z2 = z * z   # products, not z**4 and z**3: numpy's generic power is ~100x slower
+    return {"kurtosis": np.mean(z2 * z2) - 3.0, "skewness": np.mean(z2 * z),
             "clipped_frac": clipped.mean()}
 
 
