@@ -225,24 +225,25 @@ def _run_jobs(jobs: list[tuple[RecordRef, int | None]], data: DataConfig, task: 
     # This process is one of the ``workers``: it works too, so the pool has one process fewer.
     with ProcessPoolExecutor(max_workers=workers - 1, mp_context=get_context("forkserver")) as pool:
         futures = [pool.submit(_process_chunk, chunk, *args) for chunk in chunks]
-        # While the workers start (each imports the package first), this process takes chunks from
-        # the end of the queue: those a worker has not started yet can still be cancelled.
-        own: dict[int, list[tuple]] = {}
-        for i in reversed(range(len(chunks))):
-            if not futures[i].cancel():
-                break
-            own[i] = _process_chunk(chunks[i], *args)
-            done += len(chunks[i])
-            if progress:
-                progress(done, len(jobs))
-        for i, future in enumerate(futures):
-            if i in own:
-                results.extend(own[i])
-                continue
-            results.extend(future.result())
-            done += len(chunks[i])
-            if progress:
-                progress(done, len(jobs))
+        try:
+            # While the workers start (each imports the package first), this process takes chunks from
+            # the end of the queue: those a worker has not started yet can still be cancelled.
+            own: dict[int, list[tuple]] = {}
+            for i in reversed(range(len(chunks))):
+                if not futures[i].cancel():
+                    break
+                own[i] = _process_chunk(chunks[i], *args)
+                done += len(chunks[i])
+                if progress:
+                    progress(done, len(jobs))
+            for i, future in enumerate(futures):
+                results.extend(own[i] if i in own else future.result())
+                if i not in own:
+                    done += len(chunks[i])
+                    if progress:
+                        progress(done, len(jobs))
+        finally:
+            pool.shutdown(cancel_futures=True)  # an interrupt does not wait for the rest of the queue
     return results
 
 
