@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -19,7 +20,7 @@ from scipy import signal as sps
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ecgnet.preprocess import bandpass
-from ecgnet.rpeaks import DEFAULT_METHOD, METHODS, detect_r_peaks, detect_r_peaks_rows, is_flat
+from ecgnet.rpeaks import DEFAULT_METHOD, METHODS, detect_r_peaks_rows, is_flat
 
 RHYTHM_FEATURES = (
     "heart_rate", "rr_mean", "rr_sd", "rr_rmssd", "rr_pnn50", "rr_cv", "rr_min", "rr_max",
@@ -52,33 +53,51 @@ _P_WINDOW_S = (0.25, 0.05)      # pre-R segment holding the P wave
 _FWAVE_BAND_HZ = (4.0, 9.0)
 _BANDS_HZ = ((0.0, 4.0), (4.0, 9.0), (9.0, 15.0), (15.0, 40.0))
 _CLIP_MARGIN = 0.01
+_ROWS_PER_BLOCK = 256  # windows filtered together (they stay in the CPU caches)
 
 
-def extract_features(signal: np.ndarray, fs: float, rpeak_method: str = DEFAULT_METHOD,
-                     peaks: np.ndarray | None = None) -> np.ndarray:
+def extract_features(signal: np.ndarray, fs: float, rpeak_method: str = DEFAULT_METHOD) -> np.ndarray:
     """Expert features of one single-lead ECG window.
 
     Args:
         signal: 1-D ECG window (any scale; polarity may be inverted).
         fs: Sampling rate in Hz.
         rpeak_method: R-peak detector, one of ``ecgnet.rpeaks.METHODS``.
-        peaks: The window's R peaks if already detected with ``rpeak_method`` (as
-            ``detect_r_peaks`` returns them); detected here when ``None``.
 
     Returns:
         float64 array of shape ``(len(FEATURE_NAMES),)``, NaN-free (undefined features are 0).
     """
-    raw = np.nan_to_num(np.asarray(signal, dtype=float).ravel())
-    values: dict[str, float] = dict(_quality_features(raw))
-    if not is_flat(raw) and raw.size > 3 * fs / 2:
+    return _extract_rows(np.asarray(signal, dtype=float).ravel()[None, :], fs, rpeak_method)[0]
+
+
+@dataclass(frozen=True)
+class _Filtered:
+    """A block of windows filtered and analysed at once: 0.5–40 Hz, its f-wave band and Welch spectra."""
+
+    clean: np.ndarray
+    fwaves: np.ndarray
+    freqs: np.ndarray
+    psd: np.ndarray
+
+    @classmethod
+    def of(cls, raw: np.ndarray, fs: float) -> _Filtered:
+        """Filter the rows of ``raw`` ``(n, T)``; each row as it would be alone."""
         clean = bandpass(raw, fs, 0.5, 40.0, order=2)
-        if peaks is None:
-            peaks = detect_r_peaks(raw, fs, method=rpeak_method)
+        freqs, psd = sps.welch(clean, fs=fs, nperseg=min(raw.shape[1], int(4 * fs)), axis=-1)
+        return cls(clean, bandpass(clean, fs, *_FWAVE_BAND_HZ, order=2), freqs, psd)
+
+
+def _window_features(raw: np.ndarray, fs: float, peaks: np.ndarray, filtered: _Filtered | None,
+                     row: int) -> np.ndarray:
+    """The feature vector of one window from its R peaks and row ``row`` of the block's filtered signals."""
+    values: dict[str, float] = dict(_quality_features(raw))
+    if filtered is not None and not is_flat(raw):
+        clean = filtered.clean[row]
         rr = np.diff(peaks) / fs
         values.update(_rhythm_features(rr))
         values.update(_irregularity_features(rr))
-        values.update(_morphology_features(clean, peaks, fs))
-        values.update(_spectral_features(clean, fs))
+        values.update(_morphology_features(clean, filtered.fwaves[row], peaks, fs))
+        values.update(_spectral_features(filtered.freqs, filtered.psd[row]))
     vector = np.array([values.get(name, np.nan) for name in FEATURE_NAMES], dtype=float)
     return np.nan_to_num(vector, nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -177,11 +196,11 @@ def _row_corr(rows: np.ndarray, template: np.ndarray) -> np.ndarray:
     return (a @ b) / np.where(denom > 0, denom, np.inf)
 
 
-def _morphology_features(x: np.ndarray, peaks: np.ndarray, fs: float) -> dict[str, float]:
-    """Averaged-beat, P-wave and T–Q (fibrillatory wave) features of the 0.5–40 Hz signal."""
+def _morphology_features(x: np.ndarray, fwaves: np.ndarray, peaks: np.ndarray, fs: float) -> dict[str, float]:
+    """Averaged-beat, P-wave and T–Q (fibrillatory wave) features of the 0.5–40 Hz signal ``x``."""
     before, after = (int(s * fs) for s in _BEAT_WINDOW_S)
     beats = _beat_matrix(x, peaks, before, after)
-    out = _tq_features(x, peaks, fs)
+    out = _tq_features(x, fwaves, peaks, fs)
     if len(beats) == 0:
         out.pop("tq_sd", None)  # cannot be scaled without a QRS amplitude
         return out
@@ -214,8 +233,9 @@ def _half_height_width(template: np.ndarray, r_index: int, fs: float) -> float:
     return (stop - start) / fs
 
 
-def _tq_features(x: np.ndarray, peaks: np.ndarray, fs: float) -> dict[str, float]:
-    """4–9 Hz power and spread in the T–Q intervals (T end by Bazett, before the P wave)."""
+def _tq_features(x: np.ndarray, fwaves: np.ndarray, peaks: np.ndarray, fs: float) -> dict[str, float]:
+    """4–9 Hz power (``fwaves``: ``x`` band-passed there) and spread in the T–Q intervals (T end by Bazett,
+    before the P wave)."""
     if peaks.size < 2:
         return {}
     rr = np.diff(peaks) / fs
@@ -226,7 +246,6 @@ def _tq_features(x: np.ndarray, peaks: np.ndarray, fs: float) -> dict[str, float
         return {}
     mask = np.zeros(x.size, dtype=bool)
     mask[_ranges(starts[keep], stops[keep])] = True
-    fwaves = bandpass(x, fs, *_FWAVE_BAND_HZ, order=2)
     power = np.mean(x**2)
     return {"tq_fwave_power": np.mean(fwaves[mask] ** 2) / power if power > 0 else np.nan,
             "tq_sd": x[mask].std()}
@@ -239,9 +258,8 @@ def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return np.repeat(starts, lengths) + offsets
 
 
-def _spectral_features(x: np.ndarray, fs: float) -> dict[str, float]:
-    """Dominant frequency, band power ratios and spectral entropy of the 0–40 Hz band."""
-    freqs, psd = sps.welch(x, fs=fs, nperseg=min(x.size, int(4 * fs)))
+def _spectral_features(freqs: np.ndarray, psd: np.ndarray) -> dict[str, float]:
+    """Dominant frequency, band power ratios and spectral entropy of the 0–40 Hz band of a Welch spectrum."""
     in_range = freqs <= 40.0
     freqs, psd = freqs[in_range], psd[in_range]
     total = psd.sum()
@@ -366,8 +384,11 @@ def as_windows(X: np.ndarray) -> np.ndarray:
 
 
 def _extract_rows(windows: np.ndarray, fs: float, rpeak_method: str) -> np.ndarray:
-    """Features of every row of ``windows`` (R peaks of all rows detected in one batch)."""
+    """Features of every row of ``windows``: R peaks, filters and spectra computed for blocks of rows."""
     out = np.empty((len(windows), len(FEATURE_NAMES)))
-    for i, (window, peaks) in enumerate(zip(windows, detect_r_peaks_rows(windows, fs, rpeak_method))):
-        out[i] = extract_features(window, fs, rpeak_method, peaks=peaks)
+    for start in range(0, len(windows), _ROWS_PER_BLOCK):
+        raw = np.nan_to_num(np.asarray(windows[start:start + _ROWS_PER_BLOCK], dtype=float))
+        filtered = _Filtered.of(raw, fs) if raw.shape[1] > 3 * fs / 2 else None   # used only then
+        for row, peaks in enumerate(detect_r_peaks_rows(raw, fs, rpeak_method)):
+            out[start + row] = _window_features(raw[row], fs, peaks, filtered, row)
     return out

@@ -136,3 +136,14 @@ def test_detector_agrees_with_xqrs_on_real_records():
         reference = processing.xqrs_detect(signal, fs=FS, verbose=False)
         scores.append(_match_f1(detect_r_peaks(signal, FS), reference, int(0.05 * FS)))
     assert np.median(scores) > 0.9
+
+
+def test_a_block_of_windows_gives_each_window_its_own_features():
+    rng = np.random.default_rng(5)
+    windows = np.stack([synthetic_ecg(np.arange(0.3, 9.9, gap), 10.0) for gap in (0.6, 0.8, 1.0)]
+                       + [rng.normal(size=3000), np.zeros(3000)])
+    together = ECGFeatureExtractor(fs=FS, n_jobs=1).transform(windows)
+    alone = np.stack([extract_features(window, FS) for window in windows])
+    np.testing.assert_allclose(together, alone, rtol=1e-12, atol=1e-12)  # same float64 filters per row
+    heart_rate = together[:3, FEATURE_NAMES.index("heart_rate")]
+    np.testing.assert_allclose(heart_rate, [100.0, 75.0, 60.0], rtol=0.02)
