@@ -363,15 +363,16 @@ def map_window_chunks(rows_fn: Callable[..., np.ndarray], windows: np.ndarray, n
     n_chunks = min(-(-len(windows) // rows_per_chunk), 4 * effective_n_jobs(n_jobs))
     if n_chunks <= 1:
         return rows_fn(windows, *args)
-    parts = Parallel(n_jobs=n_jobs, max_nbytes=None)(delayed(rows_fn)(chunk, *args) for chunk in np.array_split(windows, n_chunks))
+    chunks = np.array_split(windows, n_chunks)
+    parts = Parallel(n_jobs=n_jobs, max_nbytes=None)(delayed(rows_fn)(chunk, *args) for chunk in chunks)
     return np.concatenate(parts, axis=0)
 
 
 def as_windows(X: np.ndarray) -> np.ndarray:
     """Check ``X`` is ``(n, T)`` or ``(n, T, 1)`` and return it as a numeric ``(n, T)`` array.
 
-    Numeric arrays are viewed, not copied (each row becomes float64 in :func:`extract_features`):
-    ``fit`` only needs the shape, and a float64 copy of a run's windows is gigabytes.
+    Numeric arrays are viewed, not copied (blocks of rows become float64 only while their features
+    are computed): ``fit`` only needs the shape, and a float64 copy of a run's windows is gigabytes.
     """
     X = np.asarray(X)
     if not np.issubdtype(X.dtype, np.number):
