@@ -20,7 +20,7 @@ from scipy import signal as sps
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ecgnet.preprocess import bandpass
-from ecgnet.rpeaks import DEFAULT_METHOD, METHODS, detect_r_peaks_rows, is_flat
+from ecgnet.rpeaks import DEFAULT_METHOD, METHODS, detect_r_peaks_rows, float_blocks, is_flat
 
 RHYTHM_FEATURES = (
     "heart_rate", "rr_mean", "rr_sd", "rr_rmssd", "rr_pnn50", "rr_cv", "rr_min", "rr_max",
@@ -53,7 +53,6 @@ _P_WINDOW_S = (0.25, 0.05)      # pre-R segment holding the P wave
 _FWAVE_BAND_HZ = (4.0, 9.0)
 _BANDS_HZ = ((0.0, 4.0), (4.0, 9.0), (9.0, 15.0), (15.0, 40.0))
 _CLIP_MARGIN = 0.01
-_ROWS_PER_BLOCK = 256  # windows filtered together (they stay in the CPU caches)
 
 
 def extract_features(signal: np.ndarray, fs: float, rpeak_method: str = DEFAULT_METHOD) -> np.ndarray:
@@ -387,8 +386,7 @@ def as_windows(X: np.ndarray) -> np.ndarray:
 def _extract_rows(windows: np.ndarray, fs: float, rpeak_method: str) -> np.ndarray:
     """Features of every row of ``windows``: R peaks, filters and spectra computed for blocks of rows."""
     out = np.empty((len(windows), len(FEATURE_NAMES)))
-    for start in range(0, len(windows), _ROWS_PER_BLOCK):
-        raw = np.nan_to_num(np.asarray(windows[start:start + _ROWS_PER_BLOCK], dtype=float))
+    for start, raw in float_blocks(windows):
         filtered = _Filtered.of(raw, fs) if raw.shape[1] > 3 * fs / 2 else None   # used only then
         for row, peaks in enumerate(detect_r_peaks_rows(raw, fs, rpeak_method)):
             out[start + row] = _window_features(raw[row], fs, peaks, filtered, row)

@@ -25,7 +25,7 @@ extremum of the 0.5–40 Hz signal in the lead's dominant QRS polarity.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 from scipy import ndimage
@@ -43,7 +43,7 @@ _T_WAVE_S = 0.36
 _SEARCHBACK_FACTOR = 1.66
 _MIN_DURATION_S = 1.0
 _MAX_SILENCE_S = 2.0
-_ROWS_PER_BLOCK = 256
+ROWS_PER_BLOCK = 256
 
 
 def is_flat(signal: np.ndarray) -> bool:
@@ -95,12 +95,20 @@ def detect_r_peaks_rows(windows: np.ndarray, fs: float, method: str = DEFAULT_ME
     peaks = [np.empty(0, dtype=np.int64)] * len(windows)
     if windows.shape[1] < _MIN_DURATION_S * fs:
         return peaks
-    for start in range(0, len(windows), _ROWS_PER_BLOCK):   # blocks that stay in the CPU caches
-        x = np.nan_to_num(np.asarray(windows[start:start + _ROWS_PER_BLOCK], dtype=float))
+    for start, x in float_blocks(windows):
         rows = np.flatnonzero(~_flat_rows(x))
         for row, found in zip(rows, _DETECTORS[method](x[rows], fs)):
             peaks[start + row] = np.unique(np.asarray(found, dtype=np.int64))
     return peaks
+
+
+def float_blocks(windows: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, block)`` over ``(n, T)`` windows, in float64 blocks of rows small enough to stay in the CPU caches.
+
+    NaNs become 0: this is how the detector and the expert features both read a window.
+    """
+    for start in range(0, len(windows), ROWS_PER_BLOCK):
+        yield start, np.nan_to_num(np.asarray(windows[start:start + ROWS_PER_BLOCK], dtype=float))
 
 
 def _xqrs(x: np.ndarray, fs: float) -> list[np.ndarray]:
