@@ -146,8 +146,8 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     export.add_argument("--model", help="model name inside a run folder (default: best validation ROC-AUC)")
     export.add_argument("--seed", type=int, help="seed inside a run folder (default: best)")
     export.add_argument("--ensemble", nargs="*", metavar="MODEL",
-                        help="export every seed of these models of a run folder (none named: every Keras "
-                             "model) as one model averaging their softmax")
+                        help="export every seed of these models of a run folder as one seed ensemble (none "
+                             "named: every Keras model, or with --format ensemble the run's ensembles)")
     export.add_argument("--format", choices=list(FORMATS), default="keras",
                         help="keras, savedmodel, tflite, onnx (Keras models), skops (scikit-learn baselines) or "
                              "ensemble (a run's ensembles: each member as keras or skops)")

@@ -40,20 +40,34 @@ def average_members(run_dir: Path, ensemble: EnsembleEntry, seed: int, task: Tas
     Raises:
         BiomedError: a member has no predictions for this seed, or its rows differ from the others'.
     """
+    members = [(member, seed, weight) for member, weight in zip(ensemble.members, ensemble.member_weights)]
+    return average_predictions(run_dir, members, task, f"ensemble {ensemble.name!r}")
+
+
+def average_predictions(run_dir: Path, members: list[tuple[str, int, float]], task: Task,
+                        what: str = "ensemble") -> Predictions:
+    """The weighted mean of the window probabilities of ``(model, seed, weight)`` members of a run.
+
+    The weights are normalised to sum to 1; members may be different seeds of one model
+    (a seed ensemble) or different models.
+
+    Raises:
+        BiomedError: a member has no predictions, or its rows differ from the first member's.
+    """
     parts = []
-    for member in ensemble.members:
-        path = seed_folder(run_dir, member, seed) / "predictions.csv"
+    for model, seed, _ in members:
+        path = seed_folder(run_dir, model, seed) / "predictions.csv"
         if not path.is_file():
-            raise BiomedError(f"ensemble {ensemble.name!r}: member {member!r} has no predictions for seed {seed} "
-                              f"({path} is missing)")
+            raise BiomedError(f"{what}: member {model!r} has no predictions for seed {seed} ({path} is missing)")
         parts.append(read_predictions(str(path), task))
     first = parts[0]
-    for member, part in zip(ensemble.members[1:], parts[1:]):
+    for (model, seed, _), part in zip(members[1:], parts[1:]):
         if not (np.array_equal(part.split, first.split) and np.array_equal(part.record, first.record)
                 and np.array_equal(part.window, first.window)):
-            raise BiomedError(f"ensemble {ensemble.name!r}: member {member!r} scored other windows than "
-                              f"{ensemble.members[0]!r} for seed {seed}")
-    probs = sum(w * p.probs for w, p in zip(ensemble.member_weights, parts))
+            raise BiomedError(f"{what}: member {model!r} seed {seed} scored other windows than "
+                              f"{members[0][0]!r} seed {members[0][1]}")
+    weights = np.asarray([weight for _, _, weight in members], dtype=float)
+    probs = sum(w * p.probs for w, p in zip(weights / weights.sum(), parts))
     return Predictions(task, first.split, first.record, first.window, probs, first.y_true)
 
 

@@ -8,9 +8,11 @@ then lacks the run's preprocessing, classes and metrics). Nothing loaded runs
 code: ``.keras`` files load with ``safe_mode=True`` (``Lambda`` layers are
 refused) and ``.skops`` files only when every type they hold is on an explicit
 allow-list (:func:`load_skops_model`); pickle and joblib files are never loaded.
-``--ensemble`` exports every seed of the named models of a run as one model averaging their
-softmax; a model of a run is exported with the run's test-time augmentation (``evaluation.tta``)
-built in (:mod:`pipelines.averaging`); the card records members and views.
+``--ensemble`` exports every seed of the named models of a run as one seed ensemble: one Keras
+model averaging their softmax, or with ``--format ensemble`` members of any family (config
+ensembles expanded); its card's threshold and metrics come from the members' averaged
+predictions. A model of a run is exported with the run's test-time augmentation
+(``evaluation.tta``) built in (:mod:`pipelines.averaging`); the card records members and views.
 
 Layout of ``--out DIR``::
 
@@ -20,7 +22,8 @@ Layout of ``--out DIR``::
     onnx:       DIR/model.onnx             DIR/model_card.json   (tf2onnx; run with onnxruntime)
     skops:      DIR/model.skops            DIR/model_card.json   (scikit-learn Pipeline)
     ensemble:   DIR/members/<model>/...    DIR/model_card.json   (each member exported as keras or skops,
-                                                                   with its own card; predict averages them)
+                                                                   with its own card; predict averages them;
+                                                                   seed ensembles: members/<model>/seed_<k>)
 
 TFLite is converted from a SavedModel exported for the purpose. The converter
 runs in a child process because it can crash the interpreter (seen: int8
@@ -47,9 +50,9 @@ import pandas as pd
 from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.config import ExperimentConfig, load_config
-from pipelines.ensembles import ENSEMBLE_FILE, read_members, seed_folder
+from pipelines.ensembles import ENSEMBLE_FILE, average_predictions, read_members, seed_folder
 from pipelines.errors import BiomedError
-from pipelines.metrics import parse_class_weights, validation_roc_auc
+from pipelines.metrics import evaluate_predictions, parse_class_weights, validation_roc_auc
 from pipelines.model_card import SELECTION_NOTE, build_card, write_card
 from pipelines.predictions import Task, read_predictions
 from pipelines.side_inputs import input_names
@@ -89,7 +92,7 @@ class ExportSource:
         model: model label inside the run.
         seed: training seed inside the run.
         selection: how the model × seed was chosen (for the card).
-        members: ``(model, seed, .keras file)`` of an ensemble (empty: the one ``model_file``).
+        members: the model × seed members of a seed ensemble (empty: the one ``model_file``).
     """
 
     model_file: Path
@@ -97,7 +100,17 @@ class ExportSource:
     model: str | None = None
     seed: int | None = None
     selection: str | None = None
-    members: list[tuple[str, int, Path]] = field(default_factory=list)
+    members: list[EnsembleMember] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EnsembleMember:
+    """One model × seed of an exported seed ensemble and its weight in the average."""
+
+    model: str
+    seed: int
+    model_file: Path
+    weight: float
 
 
 def resolve_source(source: Path, model: str | None = None, seed: int | None = None,
@@ -149,26 +162,64 @@ def _model_folder_source(folder: Path, family: str, selection: str = "given mode
     return ExportSource(model_file, run_dir, folder.parent.name, seed, selection)
 
 
-def ensemble_source(run_dir: Path, models: list[str]) -> ExportSource:
-    """Every trained seed of ``models`` (all Keras models of the run if empty) as one ensemble source.
+def ensemble_source(run_dir: Path, models: list[str], model_format: str = "keras") -> ExportSource:
+    """Every trained seed of ``models`` of a run folder as one seed ensemble to export in ``model_format``.
+
+    Keras formats average Keras models only (``models`` empty: all of the run's). The
+    ``ensemble`` format also takes scikit-learn baselines and config ensembles (each
+    seed expanded into its members; ``models`` empty: the run's config ensembles).
+    Every named model weighs the same, shared equally by its seeds.
 
     Raises:
-        BiomedError: not a run folder, or no trained Keras model matches.
+        BiomedError: not a run folder, or a name matches nothing exportable in that format.
     """
-    run_dir = Path(run_dir)
+    run_dir, family = Path(run_dir), _family(model_format)
     if not (run_dir / "config.yaml").is_file():
         raise BiomedError(f"{run_dir}: --ensemble needs a run folder (with config.yaml)")
-    files = sorted((run_dir / "models").glob("*/seed_*/model.keras"))
-    members = [(f.parents[1].name, int(f.parent.name.removeprefix("seed_")), f) for f in files
-               if not models or f.parents[1].name in models]
-    missing = sorted(set(models) - {label for label, _, _ in members})
-    if missing or not members:
-        found = sorted({f.parents[1].name for f in files})
-        raise BiomedError(f"{run_dir}: no trained Keras model {', '.join(missing) or ''} to ensemble "
-                          f"(Keras models trained: {', '.join(found) or 'none'})")
-    labels = sorted({label for label, _, _ in members})
-    return ExportSource(members[0][2], run_dir, "ensemble(" + "+".join(labels) + ")", None,
-                        f"ensemble: mean softmax of {len(members)} model x seed members", members)
+    if family == "sklearn":
+        raise BiomedError("--ensemble exports as keras, savedmodel, tflite, onnx or ensemble, not skops")
+    kinds = ("keras",) if family == "keras" else ("keras", "sklearn", "ensemble")
+    found = _trained_models(run_dir, kinds)
+    if not models and family == "ensemble":
+        models = [label for label, seeds in found.items() if seeds[0][1] == "ensemble"]
+    labels = list(models) or sorted(found)
+    missing = [label for label in labels if label not in found]
+    if missing or not labels:
+        what = "Keras model" if family == "keras" else "model or ensemble"
+        raise BiomedError(f"{run_dir}: no trained {what} {', '.join(missing)} to ensemble (trained: "
+                          f"{', '.join(sorted(found)) or 'none'}; scikit-learn baselines and config ensembles "
+                          f"ensemble with --format ensemble)")
+    weights: dict[tuple[str, int], float] = {}
+    for label in labels:
+        for folder, kind in found[label]:
+            seed = int(folder.name.removeprefix("seed_"))
+            parts = read_members(folder) if kind == "ensemble" else [(label, 1.0)]
+            for member, weight in parts:
+                share = weight / sum(w for _, w in parts) / len(found[label]) / len(labels)
+                weights[member, seed] = 1.0 if family == "keras" else weights.get((member, seed), 0.0) + share
+    members = [EnsembleMember(model, seed, _member_file(run_dir, model, seed), weight)
+               for (model, seed), weight in sorted(weights.items())]
+    return ExportSource(members[0].model_file, run_dir, "ensemble(" + "+".join(labels) + ")", None,
+                        f"seed ensemble: weighted mean of {len(members)} model x seed members", members)
+
+
+def _trained_models(run_dir: Path, kinds: tuple[str, ...]) -> dict[str, list[tuple[Path, str]]]:
+    """``{model: [(seed folder, family)...]}`` of a run's trained models and ensembles of ``kinds``."""
+    found: dict[str, list[tuple[Path, str]]] = {}
+    for folder in sorted((run_dir / "models").glob("*/seed_*")):
+        kind = next((k for k in kinds if (folder / ARTEFACTS[k]).is_file()), None)
+        if kind is not None:
+            found.setdefault(folder.parent.name, []).append((folder, kind))
+    return found
+
+
+def _member_file(run_dir: Path, model: str, seed: int) -> Path:
+    """The trained model file of one member model × seed (``.keras`` before ``.skops``)."""
+    folder = seed_folder(run_dir, model, seed)
+    model_file = next((folder / ARTEFACTS[f] for f in MEMBER_FORMAT if (folder / ARTEFACTS[f]).is_file()), None)
+    if model_file is None:
+        raise BiomedError(f"{folder}: an ensemble member holds no trained model")
+    return model_file
 
 
 def select_model(run_dir: Path, model: str | None, seed: int | None, family: str = "keras"
@@ -490,7 +541,8 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
     Returns:
         The path of the written ``model_card.json``.
     """
-    if _family(model_format) != _file_family(source.model_file):
+    seed_ensemble = model_format == "ensemble" and bool(source.members)
+    if _family(model_format) != _file_family(source.model_file) and not seed_ensemble:
         raise BiomedError(f"{source.model_file} cannot be exported as {model_format}")
     if quantize is not None and model_format != "tflite":
         raise BiomedError("--quantize applies to --format tflite only")
@@ -510,14 +562,19 @@ def _deployed_model(source: ExportSource, tmp: Path) -> tuple[Any, Path, dict[st
     """The model to deploy (members and TTA views averaged), its ``.keras`` file and its card fields."""
     from pipelines.averaging import averaged_model, tta_views
 
-    files = [path for _, _, path in source.members] or [source.model_file]
+    files = [member.model_file for member in source.members] or [source.model_file]
     members = [load_keras_model(path) for path in files]
+    side_inputs = sorted({name for member in members for name in input_names(member)[1:]})
+    if len(members) > 1 and side_inputs:
+        raise BiomedError(f"{source.model}: its members take the side inputs {side_inputs}, which one averaged "
+                          f"Keras model cannot carry; export the seed ensemble with --format ensemble (each "
+                          f"seed a member, averaged by biomed predict)")
     config = load_config(source.run_dir / "config.yaml", check_data=False) if source.run_dir else None
     names = config.evaluation.tta if config is not None else []
     views = tta_views(config.data.modality, names, tuple(members[0].inputs[0].shape[1:])) if config else []
     extra: dict[str, Any] = {"tta": list(names)}
     if source.members:
-        extra["ensemble"] = [{"model": label, "seed": seed} for label, seed, _ in source.members]
+        extra["ensemble"] = [{"model": member.model, "seed": member.seed} for member in source.members]
     model = averaged_model(members, views, name="deployed")
     if model is members[0]:
         return model, source.model_file, extra
@@ -585,27 +642,31 @@ def _export_skops(source: ExportSource, out: Path) -> Path:
 
 
 def _export_ensemble(source: ExportSource, out: Path) -> Path:
-    """Export each member of a run's ensemble × seed under ``members/<model>`` in its family's safe format
-    (``keras`` or ``skops``, each with its card) and write the ensemble's card, which ``predict`` averages by."""
-    if source.run_dir is None or source.seed is None:
+    """Export each member of an ensemble in its family's safe format (``keras`` or ``skops``, each with its
+    card) and write the ensemble's card, which ``predict`` averages by.
+
+    A run's config ensemble of one seed puts its members under ``members/<model>``; a seed
+    ensemble (:func:`ensemble_source`) under ``members/<model>/seed_<k>``.
+    """
+    if source.run_dir is None or (source.seed is None and not source.members):
         raise BiomedError(f"{source.model_file}: an ensemble exports from its run folder only")
-    members = []
-    for label, weight in read_members(source.model_file.parent):
-        folder = seed_folder(source.run_dir, label, source.seed)
-        family = next((f for f in MEMBER_FORMAT if (folder / ARTEFACTS[f]).is_file()), None)
-        if family is None:
-            raise BiomedError(f"{folder}: member {label!r} of ensemble {source.model!r} holds no trained model")
-        member_source = _model_folder_source(folder, family, f"member of ensemble {source.model}")
-        export_model(member_source, MEMBER_FORMAT[family], out / "members" / label)
-        members.append({"model": label, "folder": f"members/{label}", "format": MEMBER_FORMAT[family],
-                        "weight": weight})
+    members = source.members or [EnsembleMember(label, source.seed, _member_file(source.run_dir, label, source.seed),
+                                                weight) for label, weight in read_members(source.model_file.parent)]
+    entries = []
+    for member in members:
+        family = _file_family(member.model_file)
+        folder = f"members/{member.model}" + (f"/seed_{member.seed}" if source.members else "")
+        member_source = _model_folder_source(member.model_file.parent, family, f"member of ensemble {source.model}")
+        export_model(member_source, MEMBER_FORMAT[family], out / folder)
+        entries.append({"model": member.model, **({"seed": member.seed} if source.members else {}),
+                        "folder": folder, "format": MEMBER_FORMAT[family], "weight": member.weight})
     fields = _run_fields(source)
     data = fields["config"].data
     return write_card(out, build_card(
         model_format="ensemble", model_file="members", input_name=data.modality,
         input_shape=_run_input_shape(fields["config"]), output_name="mean_proba",
         n_outputs=len(data.task.classes), source_file=source.model_file, model=source.model, seed=source.seed,
-        selection=source.selection, extra={"members": members}, **fields))
+        selection=source.selection, extra={"members": entries}, **fields))
 
 
 def _file_family(model_file: Path) -> str:
@@ -621,13 +682,23 @@ def _run_input_shape(config: ExperimentConfig) -> list[int | None]:
 
 
 def _run_fields(source: ExportSource) -> dict[str, Any]:
-    """Card fields that come from the run folder: config, threshold, test metrics, data summary."""
+    """Card fields that come from the run folder: config, threshold, test metrics, data summary.
+
+    A model × seed reads its row of ``metrics.csv``; a seed ensemble is evaluated here from
+    its members' stored predictions (threshold and class weights chosen on validation).
+    """
     if source.run_dir is None:
         return {}
     run_dir = source.run_dir
     config: ExperimentConfig = load_config(run_dir / "config.yaml", check_data=False)
-    metrics = pd.read_csv(run_dir / "metrics.csv")
-    rows = metrics[(metrics["model"] == source.model) & (metrics["seed"] == source.seed)]
+    if source.members:
+        task = Task.of(config.data.task.classes, config.data.task.positive)
+        predictions = average_predictions(run_dir, [(m.model, m.seed, m.weight) for m in source.members], task,
+                                          f"ensemble {source.model!r}")
+        rows = pd.DataFrame(evaluate_predictions(predictions, config.evaluation.class_weights == "validation"))
+    else:
+        metrics = pd.read_csv(run_dir / "metrics.csv")
+        rows = metrics[(metrics["model"] == source.model) & (metrics["seed"] == source.seed)]
     test_metrics = {row["level"]: {k: _json_value(v) for k, v in row.items() if k not in
                                    ("model", "role", "seed", "level")} for _, row in rows.iterrows()}
     threshold = test_metrics.get("record", {}).get("threshold")
@@ -647,7 +718,7 @@ def _json_value(value: Any) -> Any:
 
 def export_command(args: argparse.Namespace) -> None:
     """``biomed export``: resolve the source, export it and print where it went."""
-    source = (ensemble_source(Path(args.source), args.ensemble) if args.ensemble is not None
+    source = (ensemble_source(Path(args.source), args.ensemble, args.format) if args.ensemble is not None
               else resolve_source(Path(args.source), args.model, args.seed, args.format))
     card = export_model(source, args.format, Path(args.out), args.quantize)
     what = (source.model if source.seed is None else f"{source.model} seed {source.seed}") if source.model \

@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.metrics import roc_auc_score
 
 from conftest import write_tiny_experiment
 from pipelines.cli import main
 from pipelines.errors import BiomedError, ConfigError
+from pipelines.export import _run_fields, ensemble_source
 from pipelines.model_card import read_card
 from pipelines.predict import EnsemblePredictor, load_predictor
 
@@ -27,19 +29,19 @@ ENSEMBLE = {"name": "rf_hybrid", "members": ["expert_rf", "hybrid_cnn"], "weight
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A tiny run of a forest and a hybrid network with their weighted ensemble (20 s records, 5 s windows)."""
+    """A tiny run of a forest and a hybrid network with their weighted ensemble (20 s records, 5 s windows, 2 seeds)."""
     from pipelines.config import load_config
     from pipelines.runner import run_experiment
 
     base = tmp_path_factory.mktemp("ensembles")
     config_file = write_tiny_experiment(base, MODELS, duration_s=(20, 20), seed=2)
     raw = yaml.safe_load(config_file.read_text())
-    config_file.write_text(yaml.safe_dump({**raw, "ensembles": [ENSEMBLE]}))
+    config_file.write_text(yaml.safe_dump({**raw, "seeds": [0, 1], "ensembles": [ENSEMBLE]}))
     return run_experiment(load_config(config_file), base / "run")
 
 
-def _predictions(run_dir: Path, label: str) -> pd.DataFrame:
-    return pd.read_csv(run_dir / "models" / label / "seed_0" / "predictions.csv", dtype={"record": str})
+def _predictions(run_dir: Path, label: str, seed: int = 0) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "models" / label / f"seed_{seed}" / "predictions.csv", dtype={"record": str})
 
 
 def test_ensemble_is_the_weighted_mean_of_its_members_and_is_evaluated(run_dir):
@@ -58,7 +60,7 @@ def test_ensemble_is_the_weighted_mean_of_its_members_and_is_evaluated(run_dir):
 
 def test_exported_ensemble_predicts_the_runs_test_probabilities(run_dir, tmp_path):
     out = tmp_path / "export"
-    assert main(["export", str(run_dir), "--format", "ensemble", "--out", str(out)]) == 0
+    assert main(["export", str(run_dir), "--format", "ensemble", "--seed", "0", "--out", str(out)]) == 0
     card = read_card(out)
     assert card["format"] == "ensemble" and card["model"] == "rf_hybrid"
     assert [(m["model"], m["format"], m["weight"]) for m in card["members"]] == [
@@ -76,6 +78,75 @@ def test_exported_ensemble_predicts_the_runs_test_probabilities(run_dir, tmp_pat
     got = pd.read_csv(scored, dtype={"record": str}).set_index("record").loc[records]
     expected = test.groupby("record")[["prob_N", "prob_A"]].mean().loc[records]
     np.testing.assert_allclose(got[["prob_N", "prob_A"]], expected, atol=PARITY_ATOL)
+
+
+def _seed_mean(run_dir: Path, weighted: dict[tuple[str, int], float]) -> pd.DataFrame:
+    """The weighted mean of members' stored window probabilities (the seed ensemble, computed by hand)."""
+    parts = [w * _predictions(run_dir, model, seed)[["prob_N", "prob_A"]] for (model, seed), w in weighted.items()]
+    frame = _predictions(run_dir, "expert_rf")[["split", "record", "y_true"]].copy()
+    frame[["prob_N", "prob_A"]] = sum(parts) / sum(weighted.values())
+    return frame
+
+
+def _validation_threshold(frame: pd.DataFrame) -> float:
+    """The F1-best record-level threshold on the validation records, computed by hand."""
+    from pipelines.metrics import choose_threshold
+
+    val = frame.query("split == 'val'").groupby("record").agg(y=("y_true", "first"), p=("prob_A", "mean"))
+    return choose_threshold((val["y"] == 1).to_numpy(), val["p"].to_numpy())
+
+
+def _test_record_probs(run_dir: Path, frame: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+    test = frame.query("split == 'test'")
+    records = sorted(set(test["record"]))
+    return records, test.groupby("record")[["prob_N", "prob_A"]].mean().loc[records]
+
+
+def test_seed_ensemble_of_a_config_ensemble_exports_every_seed_with_a_validation_threshold(run_dir, tmp_path):
+    out = tmp_path / "seeds"
+    assert main(["export", str(run_dir), "--ensemble", "rf_hybrid", "--format", "ensemble", "--out", str(out)]) == 0
+    card = read_card(out)
+    weights = {(m["model"], m["seed"]): m["weight"] for m in card["members"]}
+    assert weights == pytest.approx({("expert_rf", 0): 0.375, ("expert_rf", 1): 0.375,
+                                     ("hybrid_cnn", 0): 0.125, ("hybrid_cnn", 1): 0.125})
+    assert (out / "members" / "hybrid_cnn" / "seed_1" / "model.keras").is_file()
+    assert card["seed"] is None and card["model"] == "ensemble(rf_hybrid)"
+
+    mean = _seed_mean(run_dir, weights)
+    assert card["threshold"] == pytest.approx(_validation_threshold(mean))
+    assert 0 <= card["test_metrics"]["record"]["roc_auc"] <= 1
+
+    records, expected = _test_record_probs(run_dir, mean)
+    scored = tmp_path / "scored.csv"
+    assert main(["predict", str(out), *[str(run_dir.parent / "data" / r) for r in records],
+                 "--out", str(scored)]) == 0
+    got = pd.read_csv(scored, dtype={"record": str}).set_index("record").loc[records]
+    np.testing.assert_allclose(got[["prob_N", "prob_A"]], expected, atol=2 * PARITY_ATOL)
+    decided = np.where(expected["prob_A"] >= card["threshold"], "A", "N")
+    near = np.isclose(expected["prob_A"], card["threshold"], atol=2 * PARITY_ATOL)
+    assert (got["predicted"].to_numpy() == decided)[~near].all()
+
+
+def test_keras_seed_ensemble_card_has_the_threshold_of_its_averaged_seeds(run_dir, tmp_path):
+    source = ensemble_source(run_dir, ["hybrid_cnn"])
+    assert [(m.model, m.seed, m.weight) for m in source.members] == [("hybrid_cnn", 0, 1.0), ("hybrid_cnn", 1, 1.0)]
+    fields = _run_fields(source)
+    mean = _seed_mean(run_dir, {("hybrid_cnn", 0): 1.0, ("hybrid_cnn", 1): 1.0})
+    assert fields["threshold"] == pytest.approx(_validation_threshold(mean))
+    test = mean.query("split == 'test'").groupby("record").agg(y=("y_true", "first"), p=("prob_A", "mean"))
+    assert fields["test_metrics"]["record"]["roc_auc"] == pytest.approx(roc_auc_score(test["y"], test["p"]))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--ensemble", "rf_hybrid"], "no trained Keras model rf_hybrid"),
+    (["--ensemble", "hybrid_cnn"], "export the seed ensemble with --format ensemble"),
+    (["--ensemble", "expert_rf", "--format", "skops"], "not skops"),
+    (["--ensemble", "nope", "--format", "ensemble"], "no trained model or ensemble nope"),
+])
+def test_seed_ensembles_of_what_a_format_cannot_hold_are_refused(run_dir, tmp_path, capsys, args, message):
+    assert main(["export", str(run_dir), *args, "--out", str(tmp_path / "x")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_export_and_predict_refuse_what_is_not_an_ensemble(run_dir, tmp_path):
