@@ -46,6 +46,9 @@ def _cmd_summary(args: argparse.Namespace) -> None:
             raise BiomedError(f"{target}: no plugin reads this folder (e.g. WFDB records need .hea files)")
         log.info(format_summary(summary))
         return
+    if not target.exists() and target.suffix not in (".yaml", ".yml") and args.target not in shipped_configs():
+        raise BiomedError(f"{target}: no such data folder or config (give a WFDB folder, an experiment YAML "
+                          f"file or a shipped config name)")
     from pipelines.datasets import prepare_data
 
     config = load_config(target, args.set)

@@ -59,6 +59,8 @@ def test_missing_config_and_missing_data_folder(tmp_path, capsys):
     assert "data folder" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="data folder"):  # --debug lets the exception through
         main(["--debug", "run", str(config)])
+    assert main(["data", "summary", str(tmp_path / "no_records")]) == 2
+    assert "no such data folder or config" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("module", ["pipelines", "pipelines.cli"])
