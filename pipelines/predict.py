@@ -76,10 +76,16 @@ class KerasPredictor:
         if jit_compile:
             self.model.compile(jit_compile=True)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, side: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Probabilities of the batch ``x``; side inputs missing from ``side`` are computed and added to it,
+        so the members of an ensemble share them."""
         if not self.side_inputs:
             return np.asarray(self.model.predict_on_batch(x), np.float32)
-        inputs = {self.main: x, **{n: compute_side_input(n, x, self.fs) for n in self.side_inputs}}
+        side = {} if side is None else side
+        for name in self.side_inputs:
+            if name not in side:
+                side[name] = compute_side_input(name, x, self.fs)
+        inputs = {self.main: x, **{name: side[name] for name in self.side_inputs}}
         return np.asarray(self.model.predict_on_batch(inputs), np.float32)
 
 
@@ -164,7 +170,8 @@ class SklearnPredictor:
 
 class EnsemblePredictor:
     """An exported ensemble: each member (``members/<model>``, with its own card) loaded by
-    :func:`load_predictor` and their probabilities averaged with the card's weights."""
+    :func:`load_predictor` and their probabilities averaged with the card's weights. Keras members
+    share the side inputs of a batch (computed once)."""
 
     def __init__(self, folder: Path, card: dict[str, Any], card_file: Path, jit_compile: bool = False,
                  allow_savedmodel: bool = False) -> None:
@@ -189,7 +196,9 @@ class EnsemblePredictor:
         self.n_outputs = self.members[0].n_outputs
 
     def predict(self, x: np.ndarray) -> np.ndarray:
-        return sum(w * m.predict(x) for w, m in zip(self.weights, self.members)).astype(np.float32)
+        side: dict[str, np.ndarray] = {}   # side inputs of the batch, computed once for every Keras member
+        probs = [m.predict(x, side) if isinstance(m, KerasPredictor) else m.predict(x) for m in self.members]
+        return sum(w * p for w, p in zip(self.weights, probs)).astype(np.float32)
 
 
 def _quantize(x: np.ndarray, details: dict[str, Any]) -> np.ndarray:

@@ -127,6 +127,23 @@ def test_seed_ensemble_of_a_config_ensemble_exports_every_seed_with_a_validation
     assert (got["predicted"].to_numpy() == decided)[~near].all()
 
 
+def test_keras_members_of_an_ensemble_share_the_side_inputs_of_a_batch(run_dir, tmp_path, monkeypatch):
+    from pipelines import plugins
+
+    out = tmp_path / "seeds"
+    assert main(["export", str(run_dir), "--ensemble", "hybrid_cnn", "--format", "ensemble", "--out", str(out)]) == 0
+    predictor, _ = load_predictor(out)
+    x = np.random.default_rng(0).normal(size=(6, *predictor.input_shape[1:])).astype(np.float32)
+    alone = [member.predict(x) for member in predictor.members]
+    features = plugins.SIDE_INPUTS.get("expert_features")
+    calls = []
+    monkeypatch.setitem(plugins.SIDE_INPUTS._entries, "expert_features",
+                        lambda windows, fs: calls.append(len(windows)) or features(windows, fs))
+    together = predictor.predict(x)
+    assert calls == [6]
+    np.testing.assert_allclose(together, 0.5 * alone[0] + 0.5 * alone[1], atol=1e-6)
+
+
 def test_keras_seed_ensemble_card_has_the_threshold_of_its_averaged_seeds(run_dir, tmp_path):
     source = ensemble_source(run_dir, ["hybrid_cnn"])
     assert [(m.model, m.seed, m.weight) for m in source.members] == [("hybrid_cnn", 0, 1.0), ("hybrid_cnn", 1, 1.0)]
