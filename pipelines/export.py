@@ -182,6 +182,9 @@ def ensemble_source(run_dir: Path, models: list[str], model_format: str = "keras
     found = _trained_models(run_dir, kinds)
     if not models and family == "ensemble":
         models = [label for label, seeds in found.items() if seeds[0][1] == "ensemble"]
+        if not models:
+            raise BiomedError(f"{run_dir}: the run has no ensembles; name the models to ensemble after --ensemble "
+                              f"(trained: {', '.join(sorted(found)) or 'none'})")
     labels = list(models) or sorted(found)
     missing = [label for label in labels if label not in found]
     if missing or not labels:

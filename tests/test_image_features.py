@@ -142,3 +142,5 @@ def test_ensemble_export_and_predict_on_png_and_jpeg_files_and_folders(mixed_run
 def test_ensemble_of_an_unknown_model_is_refused(mixed_run, tmp_path, capsys):
     assert main(["export", str(mixed_run), "--ensemble", "resnet", "--out", str(tmp_path / "x")]) == 2
     assert "no trained Keras model resnet" in capsys.readouterr().err
+    assert main(["export", str(mixed_run), "--ensemble", "--format", "ensemble", "--out", str(tmp_path / "x")]) == 2
+    assert "the run has no ensembles; name the models" in capsys.readouterr().err
