@@ -17,9 +17,8 @@ from pipelines.config import load_config, shipped_configs
 from pipelines.config_docs import config_command
 from pipelines.console import LOG_LEVELS, TqdmHandler, Verbosity, quiet_tensorflow_start, set_verbosity
 from pipelines.errors import BiomedError
-from pipelines.export import FORMATS, export_command
+from pipelines.model_card import FORMATS
 from pipelines.modeling import get_model, model_names
-from pipelines.predict import predict_command
 from pipelines.summary import format_summary
 
 EXIT_USER_ERROR, EXIT_INTERNAL = 2, 1
@@ -70,10 +69,14 @@ def _cmd_tune(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
+    from pipelines.export import export_command
+
     export_command(args)
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
+    from pipelines.predict import predict_command
+
     predict_command(args)
 
 

@@ -53,13 +53,12 @@ from pipelines.config import ExperimentConfig, load_config
 from pipelines.ensembles import ENSEMBLE_FILE, average_predictions, read_members, seed_folder
 from pipelines.errors import BiomedError
 from pipelines.metrics import evaluate_predictions, parse_class_weights, validation_roc_auc
-from pipelines.model_card import SELECTION_NOTE, build_card, write_card
+from pipelines.model_card import FORMATS, SELECTION_NOTE, build_card, write_card
 from pipelines.predictions import Task, read_predictions
 from pipelines.side_inputs import input_names
 
 log = logging.getLogger("biomed")
 
-FORMATS = ("keras", "savedmodel", "tflite", "onnx", "skops", "ensemble")
 #: The model family each format exports, and the artefact of that family in a model folder.
 FORMAT_FAMILY = {"keras": "keras", "savedmodel": "keras", "tflite": "keras", "onnx": "keras", "skops": "sklearn",
                  "ensemble": "ensemble"}

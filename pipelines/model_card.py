@@ -23,6 +23,8 @@ from pipelines.schema import from_dict, to_dict
 
 CARD_NAME = "model_card.json"
 SCHEMA = "biomed-model-card/1"
+#: The formats ``biomed export`` writes (a card's ``format``).
+FORMATS = ("keras", "savedmodel", "tflite", "onnx", "skops", "ensemble")
 SELECTION_NOTE = ("best record-level validation ROC-AUC (macro for multi-class tasks) among the run's "
                   "models of the export format's family; the test split played no part in the choice")
 
