@@ -167,7 +167,8 @@ def ensemble_source(run_dir: Path, models: list[str], model_format: str = "keras
     Keras formats average Keras models only (``models`` empty: all of the run's). The
     ``ensemble`` format also takes scikit-learn baselines and config ensembles (each
     seed expanded into its members; ``models`` empty: the run's config ensembles).
-    Every named model weighs the same, shared equally by its seeds.
+    Keras formats average their members equally (one Keras model); the ``ensemble``
+    format weighs every named model the same, shared equally by its seeds.
 
     Raises:
         BiomedError: not a run folder, or a name matches nothing exportable in that format.
@@ -184,7 +185,7 @@ def ensemble_source(run_dir: Path, models: list[str], model_format: str = "keras
         if not models:
             raise BiomedError(f"{run_dir}: the run has no ensembles; name the models to ensemble after --ensemble "
                               f"(trained: {', '.join(sorted(found)) or 'none'})")
-    labels = list(models) or sorted(found)
+    labels = list(dict.fromkeys(models)) or sorted(found)
     missing = [label for label in labels if label not in found]
     if missing or not labels:
         what = "Keras model" if family == "keras" else "model or ensemble"
@@ -196,9 +197,10 @@ def ensemble_source(run_dir: Path, models: list[str], model_format: str = "keras
         for folder, kind in found[label]:
             seed = int(folder.name.removeprefix("seed_"))
             parts = read_members(folder) if kind == "ensemble" else [(label, 1.0)]
+            total = sum(w for _, w in parts) * len(found[label]) * len(labels)
             for member, weight in parts:
-                share = weight / sum(w for _, w in parts) / len(found[label]) / len(labels)
-                weights[member, seed] = 1.0 if family == "keras" else weights.get((member, seed), 0.0) + share
+                share = 1.0 if family == "keras" else weight / total
+                weights[member, seed] = weights.get((member, seed), 0.0) + share
     members = [EnsembleMember(model, seed, _member_file(run_dir, model, seed), weight)
                for (model, seed), weight in sorted(weights.items())]
     return ExportSource(members[0].model_file, run_dir, "ensemble(" + "+".join(labels) + ")", None,
@@ -566,11 +568,11 @@ def _deployed_model(source: ExportSource, tmp: Path) -> tuple[Any, Path, dict[st
 
     files = [member.model_file for member in source.members] or [source.model_file]
     members = [load_keras_model(path) for path in files]
-    side_inputs = sorted({name for member in members for name in input_names(member)[1:]})
-    if len(members) > 1 and side_inputs:
-        raise BiomedError(f"{source.model}: its members take the side inputs {side_inputs}, which one averaged "
-                          f"Keras model cannot carry; export the seed ensemble with --format ensemble (each "
-                          f"seed a member, averaged by biomed predict)")
+    several_inputs = sorted({name for member in members if len(member.inputs) > 1 for name in input_names(member)})
+    if len(members) > 1 and several_inputs:
+        raise BiomedError(f"{source.model}: its members take the inputs {several_inputs} (side inputs), which one "
+                          f"averaged Keras model cannot carry; export the seed ensemble with --format ensemble "
+                          f"(each seed a member, averaged by biomed predict)")
     config = load_config(source.run_dir / "config.yaml", check_data=False) if source.run_dir else None
     names = config.evaluation.tta if config is not None else []
     views = tta_views(config.data.modality, names, tuple(members[0].inputs[0].shape[1:])) if config else []
