@@ -1,7 +1,7 @@
 """Seed ensembles of a finished binary run, compared on its test records with the paired bootstrap.
 
 Each model's ensemble score of a record is the mean over its seeds of the record's mean window
-probability (what ``biomed export --ensemble`` deploys, without TTA); every model's ensemble is
+probability (what ``biomed export --ensemble`` deploys); every model's ensemble is
 compared with the ``--baseline`` ensemble on the same test records (``--split val`` scores the
 validation records instead, to choose between ensembles without touching test).
 
@@ -17,20 +17,20 @@ from pathlib import Path
 import pandas as pd
 
 from pipelines.config import load_config
+from pipelines.ensembles import average_predictions
 from pipelines.metrics import CURVE_METRICS, bootstrap_auc_difference
-from pipelines.predictions import Task, read_predictions
+from pipelines.predictions import Task
 
 
 def ensemble_scores(run_dir: Path, model: str, task: Task, split: str = "test") -> pd.DataFrame:
     """``split`` records of ``model`` with columns y (0/1) and score (mean over the model's seeds)."""
-    frames = []
-    for folder in sorted((run_dir / "models" / model).glob("seed_*")):
-        part = read_predictions(str(folder / "predictions.csv"), task).by_record().subset(split)
-        frames.append(pd.DataFrame({"y": part.is_positive.astype(int), "score": part.scores}, index=part.record))
-    if not frames:
+    seeds = sorted(int(folder.name.removeprefix("seed_")) for folder in (run_dir / "models" / model).glob("seed_*"))
+    if not seeds:
         raise SystemExit(f"{run_dir}: no seeds of {model!r}")
-    return pd.DataFrame({"y": frames[0]["y"], "score": sum(f["score"] for f in frames) / len(frames),
-                         "seeds": len(frames)})
+    averaged = average_predictions(run_dir, [(model, seed, 1.0) for seed in seeds], task, f"{model} seeds")
+    part = averaged.by_record().subset(split)
+    return pd.DataFrame({"y": part.is_positive.astype(int), "score": part.scores, "seeds": len(seeds)},
+                        index=part.record)
 
 
 def main(argv: list[str] | None = None) -> None:
