@@ -42,7 +42,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -211,19 +211,24 @@ def _trained_models(run_dir: Path, kinds: tuple[str, ...]) -> dict[str, list[tup
     """``{model: [(seed folder, family)...]}`` of a run's trained models and ensembles of ``kinds``."""
     found: dict[str, list[tuple[Path, str]]] = {}
     for folder in sorted((run_dir / "models").glob("*/seed_*")):
-        kind = next((k for k in kinds if (folder / ARTEFACTS[k]).is_file()), None)
+        kind = _artefact_family(folder, kinds)
         if kind is not None:
             found.setdefault(folder.parent.name, []).append((folder, kind))
     return found
 
 
+def _artefact_family(folder: Path, families: Iterable[str]) -> str | None:
+    """The first of ``families`` whose artefact a model folder holds, or None."""
+    return next((family for family in families if (folder / ARTEFACTS[family]).is_file()), None)
+
+
 def _member_file(run_dir: Path, model: str, seed: int) -> Path:
     """The trained model file of one member model × seed (``.keras`` before ``.skops``)."""
     folder = seed_folder(run_dir, model, seed)
-    model_file = next((folder / ARTEFACTS[f] for f in MEMBER_FORMAT if (folder / ARTEFACTS[f]).is_file()), None)
-    if model_file is None:
+    family = _artefact_family(folder, MEMBER_FORMAT)
+    if family is None:
         raise BiomedError(f"{folder}: an ensemble member holds no trained model")
-    return model_file
+    return folder / ARTEFACTS[family]
 
 
 def select_model(run_dir: Path, model: str | None, seed: int | None, family: str = "keras"
