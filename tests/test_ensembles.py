@@ -96,7 +96,7 @@ def _validation_threshold(frame: pd.DataFrame) -> float:
     return choose_threshold((val["y"] == 1).to_numpy(), val["p"].to_numpy())
 
 
-def _test_record_probs(run_dir: Path, frame: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
+def _test_record_probs(frame: pd.DataFrame) -> tuple[list[str], pd.DataFrame]:
     test = frame.query("split == 'test'")
     records = sorted(set(test["record"]))
     return records, test.groupby("record")[["prob_N", "prob_A"]].mean().loc[records]
@@ -116,7 +116,7 @@ def test_seed_ensemble_of_a_config_ensemble_exports_every_seed_with_a_validation
     assert card["threshold"] == pytest.approx(_validation_threshold(mean))
     assert 0 <= card["test_metrics"]["record"]["roc_auc"] <= 1
 
-    records, expected = _test_record_probs(run_dir, mean)
+    records, expected = _test_record_probs(mean)
     scored = tmp_path / "scored.csv"
     assert main(["predict", str(out), *[str(run_dir.parent / "data" / r) for r in records],
                  "--out", str(scored)]) == 0
