@@ -199,6 +199,21 @@ def conv_stack(x: Any, *, filters: int, kernel_size: int, depth: int, pool_size:
     return x
 
 
+def fuse_expert_features(deep: Any, features: Any, *, units: int, dropout: float, regularizer: Any) -> Any:
+    """Fuse a deep representation ``(B, D)`` with expert features ``(B, F)`` (deep + knowledge).
+
+    The features pass :class:`SignedLog`, batch normalisation, a ReLU dense layer of
+    ``units`` and dropout; the concatenation with ``deep`` passes a second ReLU dense
+    layer of ``units``. Returns ``(B, units)``, ready for :func:`classifier_head`.
+    """
+    knowledge = layers.BatchNormalization(name="feature_norm")(SignedLog(name="feature_log")(features))
+    knowledge = layers.Dense(units, activation="relu", kernel_regularizer=regularizer,
+                             name="feature_dense")(knowledge)
+    knowledge = layers.Dropout(dropout, name="feature_dropout")(knowledge)
+    fused = layers.Concatenate(name="fuse")([deep, knowledge])
+    return layers.Dense(units, activation="relu", kernel_regularizer=regularizer, name="fused_dense")(fused)
+
+
 def classifier_head(x: Any, n_classes: int, *, dropout: float, regularizer: Any) -> Any:
     """Dropout then the float32 softmax output layer ``probs`` shared by all ECG models."""
     x = layers.Dropout(dropout, name="head_dropout")(x)

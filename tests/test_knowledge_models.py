@@ -13,6 +13,7 @@ from pipelines.cli import main
 from pipelines.errors import ConfigError
 
 WINDOW_S, STRIDE_S, TRAIN_STRIDE_S = 5, 5, 2.5
+MINA_TINY = {"filters": 4, "kernel_size": 4, "conv_stride": 5, "units": 4, "attention_units": 4}
 
 
 def _config(base: Path, **overrides) -> Path:
@@ -26,8 +27,8 @@ def _config(base: Path, **overrides) -> Path:
         "loader": {"batch_size": 16}, "train": {"epochs": 3, "tensorboard": False, "verbose": 0},
         "models": [{"type": "hybrid_cnn", "params": {"filters": 4, "depth": 2, "feature_units": 8},
                     "train": {"epochs": 1}},
-                   {"type": "mina_rr", "params": {"filters": 4, "kernel_size": 4, "conv_stride": 5, "units": 4,
-                                                  "attention_units": 4}, "train": {"epochs": 1}}],
+                   {"type": "mina_rr", "params": MINA_TINY, "train": {"epochs": 1}},
+                   {"type": "mina_hybrid", "params": {**MINA_TINY, "feature_units": 8}, "train": {"epochs": 1}}],
         **overrides}
     path = base / "knowledge.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -36,7 +37,7 @@ def _config(base: Path, **overrides) -> Path:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A finished tiny run of hybrid_cnn and mina_rr (side inputs) with a denser training stride."""
+    """A finished tiny run of hybrid_cnn, mina_rr and mina_hybrid (side inputs) with a denser training stride."""
     from ecgnet.synthetic import synthesize_records
 
     base = tmp_path_factory.mktemp("knowledge")
@@ -70,8 +71,9 @@ def test_per_model_training_keys_apply(run_dir):
     assert len(history) == 1                          # the model's own epochs: 1, not the config's 3
 
 
-@pytest.mark.parametrize("name, side_input", [("hybrid_cnn", "expert_features"), ("mina_rr", "rr_intervals")])
-def test_knowledge_model_exports_and_predicts_with_its_side_input(run_dir, tmp_path, name, side_input):
+@pytest.mark.parametrize("name, side_inputs", [("hybrid_cnn", ["expert_features"]), ("mina_rr", ["rr_intervals"]),
+                                               ("mina_hybrid", ["rr_intervals", "expert_features"])])
+def test_knowledge_model_exports_and_predicts_with_its_side_inputs(run_dir, tmp_path, name, side_inputs):
     from pipelines.export import load_keras_model
     from pipelines.predict import load_predictor
     from pipelines.side_inputs import compute_side_input
@@ -79,10 +81,11 @@ def test_knowledge_model_exports_and_predicts_with_its_side_input(run_dir, tmp_p
     assert main(["export", str(run_dir), "--model", name, "--seed", "0", "--format", "keras",
                  "--out", str(tmp_path / "exp")]) == 0
     predictor, card = load_predictor(tmp_path / "exp")
-    assert card["side_inputs"] == [side_input]
+    assert sorted(card["side_inputs"]) == sorted(side_inputs)
     windows = np.random.default_rng(0).standard_normal((3, WINDOW_S * 50, 1)).astype(np.float32)
     model = load_keras_model(tmp_path / "exp" / "model.keras")
-    direct = model.predict({"ecg": windows, side_input: compute_side_input(side_input, windows, 50.0)}, verbose=0)
+    side = {side_input: compute_side_input(side_input, windows, 50.0) for side_input in side_inputs}
+    direct = model.predict({"ecg": windows, **side}, verbose=0)
     np.testing.assert_allclose(predictor.predict(windows), direct, atol=1e-6)
     records = run_dir.parent / "data"
     assert main(["predict", str(tmp_path / "exp"), str(records), "--out", str(tmp_path / "p.csv")]) == 0

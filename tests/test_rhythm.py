@@ -8,9 +8,11 @@ import pytest
 import wfdb
 
 from ecgnet import rhythm
+from ecgnet.features import FEATURE_NAMES
 from ecgnet.knowledge import RRKnowledge
 from ecgnet.layers import Segment
 from ecgnet.synthetic import synthesize_annotated_record
+from pipelines.errors import ConfigError
 from pipelines.modeling import get_model
 
 FS = 100.0
@@ -70,3 +72,28 @@ def test_mina_rr_takes_the_series_and_reloads(tmp_path):
     model.save(tmp_path / "m.keras")
     reloaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
     np.testing.assert_allclose(reloaded({"ecg": ecg, "rr_intervals": steady}), out, atol=1e-6)
+
+
+def test_mina_hybrid_reads_rr_and_expert_features_and_reloads(tmp_path):
+    tiny = {"filters": 4, "kernel_size": 4, "conv_stride": 5, "segments_per_second": 6, "units": 4,
+            "attention_units": 4, "feature_units": 8, "dropout": 0.0, "feature_dropout": 0.0}
+    model = get_model("mina_hybrid").build((600, 1), 2, fs=60.0, seed=0, **tiny)
+    assert sorted(t.name for t in model.inputs) == ["ecg", "expert_features", "rr_intervals"]
+    assert set(get_model("mina_hybrid").side_inputs) == {"rr_intervals", "expert_features"}
+    rng = np.random.default_rng(0)
+    ecg = rng.standard_normal((4, 600, 1)).astype(np.float32)
+    rr = rng.uniform(0.4, 1.2, (4, 600, 1)).astype(np.float32)
+    features = rng.uniform(0, 3, (4, len(FEATURE_NAMES))).astype(np.float32)
+    inputs = {"ecg": ecg, "rr_intervals": rr, "expert_features": features}
+    out = np.asarray(model(inputs))
+    assert out.shape == (4, 2)
+    assert not np.allclose(out, model({**inputs, "expert_features": features[::-1]}))   # the features are read
+    assert not np.allclose(out, model({**inputs, "rr_intervals": np.full_like(rr, 0.8)}))  # and the rhythm
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    np.testing.assert_allclose(reloaded(inputs), out, atol=1e-6)
+
+
+def test_mina_hybrid_refuses_a_missing_feature_branch():
+    with pytest.raises(ConfigError, match="feature_units must be a positive integer"):
+        get_model("mina_hybrid").build((600, 1), 2, fs=60.0, feature_units=0)

@@ -15,7 +15,7 @@ import keras
 from keras import layers
 
 from ecgnet.features import FEATURE_NAMES
-from ecgnet.layers import SignedLog, classifier_head, conv_stack
+from ecgnet.layers import classifier_head, conv_stack, fuse_expert_features
 from pipelines.modeling import l1_l2, register_model
 
 FEATURES_INPUT = "expert_features"
@@ -54,11 +54,6 @@ def build_hybrid_cnn(input_shape: tuple[int, ...], n_classes: int, *, fs: float 
     wave = conv_stack(ecg, filters=filters, kernel_size=kernel_size, depth=depth, pool_size=pool_size,
                       regularizer=reg)
     wave = layers.GlobalAveragePooling1D(name="global_pool")(wave)
-    knowledge = layers.BatchNormalization(name="feature_norm")(SignedLog(name="feature_log")(features))
-    knowledge = layers.Dense(feature_units, activation="relu", kernel_regularizer=reg,
-                             name="feature_dense")(knowledge)
-    knowledge = layers.Dropout(feature_dropout, name="feature_dropout")(knowledge)
-    fused = layers.Concatenate(name="fuse")([wave, knowledge])
-    fused = layers.Dense(feature_units, activation="relu", kernel_regularizer=reg, name="fused_dense")(fused)
+    fused = fuse_expert_features(wave, features, units=feature_units, dropout=feature_dropout, regularizer=reg)
     return keras.Model({"ecg": ecg, FEATURES_INPUT: features},
                        classifier_head(fused, n_classes, dropout=dropout, regularizer=reg), name="hybrid_cnn")

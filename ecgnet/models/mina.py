@@ -73,11 +73,13 @@ from typing import Any, Sequence
 import keras
 from keras import layers
 
+from ecgnet.features import FEATURE_NAMES
 from ecgnet.knowledge import (DEFAULT_BANDS, BandFilterBank, BeatKnowledge, FrequencyKnowledge,
                               RhythmKnowledge, RRKnowledge)
-from ecgnet.rhythm import RR_INPUT
 from ecgnet.layers import (AttentionPooling, ChannelEmbedding, FoldBatch, Segment, UnfoldBatch,
-                           classifier_head, n_segments)
+                           classifier_head, fuse_expert_features, n_segments)
+from ecgnet.models.hybrid import FEATURES_INPUT
+from ecgnet.rhythm import RR_INPUT
 from pipelines.errors import ConfigError
 from pipelines.modeling import l1_l2, register_model
 
@@ -126,7 +128,7 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
     Returns:
         An uncompiled functional model with output ``probs`` ``(B, n_classes)``.
     """
-    return _build(**locals(), rr_knowledge=False)
+    return _build(**locals(), rr_knowledge=False, feature_units=0, feature_dropout=0.0)
 
 
 def build_mina_rr(input_shape: tuple[int, ...], n_classes: int, **params: Any) -> keras.Model:
@@ -145,19 +147,50 @@ def build_mina_rr(input_shape: tuple[int, ...], n_classes: int, **params: Any) -
         An uncompiled functional model with inputs ``ecg`` ``(B, T, 1)`` and
         ``rr_intervals`` ``(B, T, 1)`` and output ``probs`` ``(B, n_classes)``.
     """
-    return _build(input_shape, n_classes, rr_knowledge=True, **params)
+    return _build(input_shape, n_classes, rr_knowledge=True, feature_units=0, feature_dropout=0.0, **params)
 
 
 build_mina_rr.__signature__ = inspect.signature(build_mina)     # the registry reads the defaults here
 register_model("mina_rr", family="keras", modality="ecg", side_inputs=(RR_INPUT,))(build_mina_rr)
 
 
+def build_mina_hybrid(input_shape: tuple[int, ...], n_classes: int, *, feature_units: int = 64,
+                      feature_dropout: float = 0.2, **params: Any) -> keras.Model:
+    """Build ``mina_rr`` fused with the window's expert features, as ``hybrid_cnn`` fuses its CNN.
+
+    The frequency level's output and the 41 expert features (``expert_features`` side
+    input, :mod:`ecgnet.features`) meet in :func:`~ecgnet.layers.fuse_expert_features`
+    before the softmax: the attention network reads the waveform and the RR intervals,
+    the dense branch the forest's knowledge. Same hyperparameters as :func:`build_mina`,
+    plus ``feature_units`` (width of the feature branch and of the fused layer) and
+    ``feature_dropout`` (dropout after the feature branch).
+
+    Returns:
+        An uncompiled functional model with inputs ``ecg`` ``(B, T, 1)``, ``rr_intervals``
+        ``(B, T, 1)`` and ``expert_features`` ``(B, 41)`` and output ``probs`` ``(B, n_classes)``.
+    """
+    if feature_units < 1:
+        raise ConfigError(f"model 'mina_hybrid': feature_units must be a positive integer, got {feature_units}")
+    return _build(input_shape, n_classes, rr_knowledge=True, feature_units=feature_units,
+                  feature_dropout=feature_dropout, **params)
+
+
+_MINA_PARAMETERS = list(inspect.signature(build_mina).parameters.values())
+build_mina_hybrid.__signature__ = inspect.Signature(_MINA_PARAMETERS + [
+    inspect.Parameter("feature_units", inspect.Parameter.KEYWORD_ONLY, default=64, annotation=int),
+    inspect.Parameter("feature_dropout", inspect.Parameter.KEYWORD_ONLY, default=0.2, annotation=float)])
+register_model("mina_hybrid", family="keras", modality="ecg",
+               side_inputs=(RR_INPUT, FEATURES_INPUT))(build_mina_hybrid)
+
+
 def _build(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None, seed: int, l1: float,
            l2: float, dropout: float, segments_per_second: float, filters: int, kernel_size: int,
            conv_stride: int, units: int, attention_units: int, beat_attention_units: int,
-           beat_depth: int, unroll: bool, channels: Sequence[str], rr_knowledge: bool) -> keras.Model:
-    """The MINA graph (see :func:`build_mina`), with RR knowledge at the rhythm level if asked."""
-    name = "mina_rr" if rr_knowledge else "mina"
+           beat_depth: int, unroll: bool, channels: Sequence[str], rr_knowledge: bool,
+           feature_units: int, feature_dropout: float) -> keras.Model:
+    """The MINA graph (see :func:`build_mina`), with RR knowledge at the rhythm level if asked and
+    fused with the expert features when ``feature_units`` > 0."""
+    name = "mina_hybrid" if feature_units else "mina_rr" if rr_knowledge else "mina"
     if not fs:
         raise ConfigError(f"model {name!r} needs the sampling rate fs")
     keras.utils.set_random_seed(seed)
@@ -217,5 +250,9 @@ def _build(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None, se
     x = ChannelEmbedding(name="channel_embedding")(x)
     x, _ = AttentionPooling(attention_units, kernel_regularizer=reg, name="frequency_attention")(
         [x, frequency_knowledge])                                                     # (B, 2U)
+    if feature_units:
+        features = keras.Input(shape=(len(FEATURE_NAMES),), name=FEATURES_INPUT)
+        inputs = {**inputs, FEATURES_INPUT: features}
+        x = fuse_expert_features(x, features, units=feature_units, dropout=feature_dropout, regularizer=reg)
     return keras.Model(inputs, classifier_head(x, n_classes, dropout=dropout, regularizer=reg),
                        name=name)
