@@ -24,7 +24,8 @@ from pipelines.predictions import Task
 
 def ensemble_scores(run_dir: Path, model: str, task: Task, split: str = "test") -> pd.DataFrame:
     """``split`` records of ``model`` with columns y (0/1) and score (mean over the model's seeds)."""
-    seeds = sorted(int(folder.name.removeprefix("seed_")) for folder in (run_dir / "models" / model).glob("seed_*"))
+    seeds = sorted(int(folder.name.removeprefix("seed_")) for folder in (run_dir / "models" / model).glob("seed_*")
+                   if (folder / "predictions.csv").is_file())     # a seed still training has none yet
     if not seeds:
         raise SystemExit(f"{run_dir}: no seeds of {model!r}")
     averaged = average_predictions(run_dir, [(model, seed, 1.0) for seed in seeds], task, f"{model} seeds")
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = load_config(args.run_dir / "config.yaml", check_data=False)
     task = Task.of(config.data.task.classes, config.data.task.positive)
-    models = sorted(p.name for p in (args.run_dir / "models").iterdir() if p.is_dir())
+    models = sorted(p.name for p in (args.run_dir / "models").iterdir() if any(p.glob("seed_*/predictions.csv")))
     base = ensemble_scores(args.run_dir, args.baseline, task, args.split)
     print("| model (seed ensemble) | seeds | ROC-AUC | PR-AUC | Δ ROC-AUC vs baseline [95 % CI] | Δ PR-AUC [95 % CI] |")
     print("| --- | --- | --- | --- | --- | --- |")
