@@ -175,10 +175,10 @@ def build_mina_hybrid(input_shape: tuple[int, ...], n_classes: int, *, feature_u
                   feature_dropout=feature_dropout, **params)
 
 
-_MINA_PARAMETERS = list(inspect.signature(build_mina).parameters.values())
-build_mina_hybrid.__signature__ = inspect.Signature(_MINA_PARAMETERS + [
-    inspect.Parameter("feature_units", inspect.Parameter.KEYWORD_ONLY, default=64, annotation=int),
-    inspect.Parameter("feature_dropout", inspect.Parameter.KEYWORD_ONLY, default=0.2, annotation=float)])
+_FEATURE_PARAMETERS = [p for p in inspect.signature(build_mina_hybrid).parameters.values()
+                       if p.name in ("feature_units", "feature_dropout")]
+build_mina_hybrid.__signature__ = inspect.Signature(      # the registry reads mina's defaults and the two above
+    list(inspect.signature(build_mina).parameters.values()) + _FEATURE_PARAMETERS)
 register_model("mina_hybrid", family="keras", modality="ecg",
                side_inputs=(RR_INPUT, FEATURES_INPUT))(build_mina_hybrid)
 
