@@ -1,0 +1,148 @@
+"""Variants of the expert-feature classifier on validation: can the knowledge side itself get stronger?
+
+For an ECG config (default ``configs/cinc2017_af.yaml``) the 41 expert features of
+every training and validation window are computed once, then each variant is
+trained on the training windows and scored per record (mean of its window
+probabilities) on the validation records, for several seeds: ROC-AUC and PR-AUC
+for a binary task, the argmax CinC score and macro ROC-AUC for a multi-class one.
+
+- ``rf``: the shipped ``expert_rf`` (imputation, scaling, random forest) on the task's labels;
+- ``rf_raw_labels`` (when the task merges labels): the same forest trained on the records' raw
+  labels (CinC: N, A, O, ~), each task class scored by the summed probability of its raw labels;
+- ``gb`` / ``gb_raw_labels``: the forest replaced by class-balanced histogram gradient boosting;
+- ``rf_record``: the forest on the window features plus the same features of the whole record;
+- ``rf_record_mean``: the forest on the window features plus their mean over the record's windows
+  (record context that needs only the windows, not the whole signal).
+
+The test split is not read. Examples (about 10 min each on 2 cores):
+    python -m bench.expert_variants --out bench/results/cinc2017_af_expert_variants_val.csv
+    python -m bench.expert_variants --config configs/cinc2017_4class.yaml \
+        --out bench/results/cinc2017_4class_expert_variants_val.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.pipeline import Pipeline
+
+from ecgnet.baselines import build_expert_rf
+from ecgnet.dataset import list_records, load_ecg_samples
+from ecgnet.features import expert_feature_matrix, extract_features
+from ecgnet.preprocess import clean_signal
+from ecgnet.sources import RecordRef, read_signal
+from pipelines.artifacts import write_csv
+from pipelines.config import DataConfig, load_config
+from pipelines.metrics import multiclass_metrics
+from pipelines.samples import SampleSet
+from pipelines.splits import assign_splits, split_samples
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/cinc2017_af.yaml")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--variants", nargs="+", default=None, help="score only these variants")
+    parser.add_argument("--out", type=Path, default=None, help="write one row per variant × seed as CSV")
+    return parser.parse_args(argv)
+
+
+def record_features(refs: list[RecordRef], data: DataConfig) -> dict[str, np.ndarray]:
+    """The expert features of every whole record, preprocessed as in training, by record id."""
+    def one(ref: RecordRef) -> np.ndarray:
+        signal, fs = read_signal(ref, data.channel)
+        return extract_features(clean_signal(signal, fs, data.preprocess), data.preprocess.fs)
+    rows = Parallel(n_jobs=-1, batch_size=16)(delayed(one)(ref) for ref in refs)
+    return {ref.record: row for ref, row in zip(refs, rows)}
+
+
+def per_record(samples: SampleSet, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per record: its class (the majority of its windows' labels) and the mean of its windows' probabilities."""
+    _, index = np.unique(samples.record, return_inverse=True)
+    counts = np.bincount(index)
+    labels = np.stack([np.bincount(index, samples.y == k) for k in range(probs.shape[1])], axis=1).argmax(axis=1)
+    return labels, np.stack([np.bincount(index, column) for column in probs.T], axis=1) / counts[:, None]
+
+
+def record_scores(y_true: np.ndarray, probs: np.ndarray, classes: list[str], positive: str | None) -> dict[str, float]:
+    """ROC-AUC and PR-AUC of the positive class (binary tasks), else the argmax CinC score and macro ROC-AUC."""
+    if len(classes) == 2:
+        k = classes.index(positive)
+        return {"val_roc_auc": roc_auc_score(y_true == k, probs[:, k]),
+                "val_pr_auc": average_precision_score(y_true == k, probs[:, k])}
+    metrics = multiclass_metrics(y_true, probs, classes)
+    return {"val_cinc_score": metrics.get("cinc_score", np.nan), "val_macro_roc_auc": metrics["macro_roc_auc"]}
+
+
+def record_means(records: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """Each row replaced by the mean of the rows of its record."""
+    _, index = np.unique(records, return_inverse=True)
+    sums = np.stack([np.bincount(index, column) for column in features.T], axis=1)
+    return (sums / np.bincount(index)[:, None])[index]
+
+
+def gradient_boosting(seed: int) -> Pipeline:
+    """``expert_rf``'s imputation and scaling in front of class-balanced gradient boosting."""
+    pipeline = build_expert_rf((1,), 2, fs=1.0, seed=seed)[1:]
+    return pipeline.set_params(clf=HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05,
+                                                                  class_weight="balanced", random_state=seed))
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    """Score every variant × seed on validation; print and optionally write the table."""
+    args = parse_args(argv)
+    config = load_config(args.config)
+    data, task = config.data, config.data.task
+    samples = load_ecg_samples(data)
+    splits = split_samples(samples, assign_splits(samples, data.split))
+    classes = list(samples.classes)
+    refs = [ref for ref in list_records(data)[0].refs if ref.record in set(samples.record)]
+    raw_label = {ref.record: ref.label for ref in refs}
+    raw_classes = sorted(set(raw_label.values()))
+    # raw label -> task class, to sum the raw-label probabilities into the task's classes
+    to_task = np.array([[task.label_map.get(raw, raw) == name for name in classes] for raw in raw_classes], float)
+    window_x = {name: expert_feature_matrix(splits[name].x, samples.fs) for name in ("train", "val")}
+    whole = record_features(refs, data)
+    record_x = {name: np.hstack([window_x[name], np.stack([whole[r] for r in splits[name].record])])
+                for name in window_x}
+    mean_x = {name: np.hstack([window_x[name], record_means(splits[name].record, window_x[name])])
+              for name in window_x}
+    raw_y = np.array([raw_classes.index(raw_label[r]) for r in splits["train"].record])
+    task_y, identity = splits["train"].y, np.eye(len(classes))
+
+    forest: Callable[[int], Pipeline] = lambda seed: build_expert_rf((1,), 2, fs=1.0, seed=seed)[1:]
+    variants = {  # name: (model factory, features, training labels, map of its classes to the task's)
+        "rf": (forest, window_x, task_y, identity),
+        "gb": (gradient_boosting, window_x, task_y, identity),
+        "rf_record": (forest, record_x, task_y, identity),
+        "rf_record_mean": (forest, mean_x, task_y, identity),
+    }
+    if len(raw_classes) > len(classes):
+        variants.update({"rf_raw_labels": (forest, window_x, raw_y, to_task),
+                         "gb_raw_labels": (gradient_boosting, window_x, raw_y, to_task)})
+    variants = {name: spec for name, spec in variants.items() if not args.variants or name in args.variants}
+    rows = []
+    for name, (factory, features, labels, class_map) in variants.items():  # rows: classes seen in training
+        for seed in args.seeds:
+            model = factory(seed).fit(features["train"], labels)
+            y_true, probs = per_record(splits["val"], model.predict_proba(features["val"]) @ class_map[model.classes_])
+            rows.append({"variant": name, "seed": seed, "val_records": len(y_true),
+                         **record_scores(y_true, probs, classes, task.positive)})
+            print(rows[-1], flush=True)
+    table = pd.DataFrame(rows)
+    print(table.groupby("variant", sort=False)[[c for c in table.columns if c.startswith("val_") and c != "val_records"]].agg(["mean", "std"]).round(4))
+    if args.out:
+        write_csv(args.out, table)
+    return table
+
+
+if __name__ == "__main__":
+    main()
