@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from pipelines.annotations import describe, fits_annotation, parameter_annotations
 from pipelines.errors import ConfigError, suggest
 from pipelines.plugins import load_plugins
 
@@ -129,13 +130,26 @@ def model_names(modality: str | None = None) -> list[str]:
 
 
 def check_hyperparameters(model: str, hyperparameters: dict[str, Any]) -> None:
-    """Raise ConfigError if a hyperparameter name is not accepted by ``model``."""
+    """Raise ConfigError if ``model`` does not accept a hyperparameter's name or the type of its value."""
     spec = _REGISTRY.get(model) or get_model(model)
-    for key in hyperparameters:
+    annotations = parameter_annotations(spec.builder)
+    for key, value in hyperparameters.items():
         if key not in spec.defaults:
             raise ConfigError(f"model {model!r} has no hyperparameter {key!r}"
                               f"{suggest(key, spec.defaults)}; valid: "
                               f"{', '.join(spec.hyperparameter_names)}")
+        if key in annotations and not fits_annotation(value, annotations[key]):
+            hint = " (YAML reads 1e-4 as text: write 1.0e-4)" if isinstance(value, str) and _is_number(value) else ""
+            raise ConfigError(f"model {model!r}: hyperparameter {key!r} expects {describe(annotations[key])}, "
+                              f"got {type(value).__name__} {value!r}{hint}")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def sklearn_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:

@@ -56,6 +56,29 @@ def test_unknown_model_and_hyperparameter(tmp_path):
         load_config(write(tmp_path, {"name": "x", "models": [{"type": "cnn", "params": {"dropuot": 0.1}}]}))
 
 
+@pytest.mark.parametrize("model, params, message", [
+    ("cnn", {"filters": "x"}, r"'filters' expects int, got str 'x'"),
+    ("cnn", {"filters": 8.5}, r"'filters' expects int, got float 8\.5"),
+    ("mina", {"l2": "1e-4"}, r"'l2' expects float, got str '1e-4' \(YAML reads 1e-4 as text: write 1\.0e-4\)"),
+    ("mina", {"unroll": 1}, r"'unroll' expects bool, got int 1"),
+    ("mina_rr", {"channels": "raw"}, r"'channels' expects Sequence\[str\], got str 'raw'"),   # signature taken from mina
+    ("mina_hybrid", {"channels": ["raw", 3]}, r"'channels' expects Sequence\[str\]"),
+    ("expert_rf", {"max_features": [0.5]}, r"'max_features' expects str \| float"),
+])
+def test_hyperparameter_of_the_wrong_type_fails_at_load(tmp_path, model, params, message):
+    with pytest.raises(ConfigError, match=rf"models\[0\]\.params: model '{model}': hyperparameter " + message):
+        load_config(write(tmp_path, {"name": "x", "models": [{"type": model, "params": params}]}))
+
+
+def test_hyperparameters_of_the_annotated_types_load(tmp_path):
+    models = [{"type": "cnn", "params": {"filters": 8, "dropout": 0}},          # an int is a valid float
+              {"type": "mina_hybrid", "params": {"channels": ["raw", "ecg"], "l2": 1.0e-4}},
+              {"type": "expert_rf", "params": {"max_features": 0.5}},
+              {"type": "expert_rf", "name": "rf_sqrt", "params": {"max_features": "sqrt"}}]
+    config = load_config(write(tmp_path, {"name": "x", "models": models}))
+    assert [entry.params for entry in config.models] == [m["params"] for m in models]
+
+
 def test_augmentation_is_refused_for_models_with_side_inputs(tmp_path):
     augment = {"loader": {"augment": {"enabled": True}}}
     with pytest.raises(ConfigError, match=r"models\[1\]: 'mina_rr' takes side inputs \['rr_intervals'\].*"
