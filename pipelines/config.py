@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -539,6 +540,20 @@ class ExperimentConfig:
 PATH_KEYS = (("data", "path"), ("data", "cache", "dir"))
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """Safe YAML that reads ``1e-4`` as a number (YAML 1.2), not as the text YAML 1.1 makes of it."""
+
+
+_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                    list("-+0123456789"))
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse config YAML safely (no Python objects), exponent-only floats included."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
                 check_data: bool = True) -> ExperimentConfig:
     """Load, override and validate an experiment YAML file.
@@ -556,7 +571,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist{suggest(path.name, shipped_configs())}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = parse_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from None
     if not isinstance(raw, dict):
@@ -630,7 +645,7 @@ def apply_override(raw: dict, item: str) -> None:
         raise ConfigError(f"--set {item!r}: expected key=value, e.g. data.preprocess.fs=250")
     key, text = item.split("=", 1)
     try:
-        value = yaml.safe_load(text) if text else None
+        value = parse_yaml(text) if text else None
     except yaml.YAMLError as err:
         problem = str(getattr(err, "problem", None) or "unparsable")
         raise ConfigError(f"--set {item!r}: the value is not valid YAML ({problem}); quote a string, "

@@ -24,7 +24,6 @@ import numpy as np
 from pipelines.annotations import describe, fits_annotation, parameter_annotations
 from pipelines.errors import ConfigError, suggest
 from pipelines.plugins import load_plugins
-from pipelines.schema import is_number
 
 FAMILIES = ("keras", "sklearn")
 _RESERVED = ("input_shape", "n_classes", "fs", "seed")
@@ -140,9 +139,8 @@ def check_hyperparameters(model: str, hyperparameters: dict[str, Any]) -> None:
                               f"{suggest(key, spec.defaults)}; valid: "
                               f"{', '.join(spec.hyperparameter_names)}")
         if key in annotations and not fits_annotation(value, annotations[key]):
-            hint = " (YAML reads 1e-4 as text: write 1.0e-4)" if isinstance(value, str) and is_number(value) else ""
             raise ConfigError(f"model {model!r}: hyperparameter {key!r} expects {describe(annotations[key])}, "
-                              f"got {type(value).__name__} {value!r}{hint}")
+                              f"got {type(value).__name__} {value!r}")
 
 
 def sklearn_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:

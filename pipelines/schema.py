@@ -91,7 +91,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         return value
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    if hint is float and isinstance(value, str) and is_number(value):
+    if hint is float and isinstance(value, str) and _is_number(value):
         return float(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
     if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
@@ -100,8 +100,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {_type_name(hint)}, got {_describe(value)}")
 
 
-def is_number(text: str) -> bool:
-    """Whether ``text`` reads as a number (YAML 1.1 leaves ``1e-5`` as text)."""
+def _is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
