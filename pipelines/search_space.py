@@ -11,8 +11,8 @@ hyperparameter (``learning_rate``, ``batch_size``), and is one of::
     l2:            {type: choice, values: [0.0, 1.0e-5, 1.0e-4, 1.0e-3]}
 
 A regularisation strength that may be switched off is a ``choice`` that
-includes 0 (a log range cannot contain 0). Write numbers in YAML with a dot
-(``1.0e-5``): YAML reads ``1e-5`` as a string.
+includes 0 (a log range cannot contain 0). Configs read ``1e-5`` as a number,
+like ``1.0e-5`` (``pipelines.config.parse_yaml``).
 """
 
 from __future__ import annotations
@@ -59,6 +59,6 @@ def _one_type(name: str, values: list[Any]) -> list[Any]:
     if numeric and any(isinstance(v, float) for v in values):
         return [float(v) for v in values]
     if len({type(v) for v in values}) > 1:
-        raise ConfigError(f"tuning.search_space.{name}.values: mixed types {values} (write numbers "
-                          f"as 1.0e-5, not 1e-5, which YAML reads as a string)")
+        raise ConfigError(f"tuning.search_space.{name}.values: mixed types {values} (expected "
+                          f"all numbers, all strings or all booleans)")
     return list(values)
