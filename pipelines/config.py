@@ -531,10 +531,18 @@ class ExperimentConfig:
             raise ConfigError(f"tuning.model: {tuning.model!r} is a {spec.family} model; "
                               f"KerasTuner searches Keras models")
         valid = spec.hyperparameter_names + list(TRAINING_HYPERPARAMETERS)
-        for name in tuning.search_space:
+        for name, space in tuning.search_space.items():
             if name not in valid:
                 raise ConfigError(f"tuning.search_space: unknown hyperparameter {name!r} for "
                                   f"{tuning.model!r}{suggest(name, valid)}; valid: {', '.join(valid)}")
+            if name in spec.defaults:   # the values the tuner would give the builder, checked now
+                samples = space.values if space.type == "choice" else [
+                    float(space.min) if space.type == "float" else int(space.min)]
+                try:
+                    for value in samples:
+                        check_hyperparameters(spec.name, {name: value})
+                except ConfigError as err:
+                    raise ConfigError(f"tuning.search_space.{name} (type {space.type}): {err}") from None
 
 
 PATH_KEYS = (("data", "path"), ("data", "cache", "dir"))

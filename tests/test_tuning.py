@@ -172,8 +172,12 @@ def test_unknown_hyperparameter_fails_at_config_load(tmp_path):
 
 
 @pytest.mark.parametrize("space, message", [
-    ({"l2": {"type": "choice", "values": [0, "small"]}}, "mixed types"),
+    ({"batch_size": {"type": "choice", "values": [16, "big"]}}, "mixed types"),
     ({"l2": {"type": "float", "min": 0.0, "max": 1.0e-3, "sampling": "log"}}, "tuning"),
+    ({"filters": {"type": "float", "min": 4, "max": 8}},
+     r"search_space\.filters \(type float\): model 'cnn': hyperparameter 'filters' expects int, got float 4\.0"),
+    ({"dropout": {"type": "choice", "values": ["low", "high"]}},
+     r"search_space\.dropout \(type choice\): .*'dropout' expects float, got str 'low'"),
 ])
 def test_invalid_search_space_is_a_config_error(tmp_path, space, message):
     with pytest.raises(ConfigError, match=message):
