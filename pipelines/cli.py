@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = TqdmHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
+    propagate, log.propagate = log.propagate, False   # a library that configured the root logger would repeat every line
     log.setLevel(LOG_LEVELS[verbosity])
     set_verbosity(verbosity)
     try:
@@ -257,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
     finally:
         log.removeHandler(handler)
+        log.propagate = propagate
         set_verbosity(None)
     return 0
 

@@ -54,6 +54,21 @@ def test_quiet_prints_nothing_and_flags_exclude_each_other(capsys):
     assert exit_info.value.code == 2
 
 
+def test_lines_are_not_repeated_by_a_root_handler_another_library_installed(capsys):
+    import logging
+
+    root_lines = io.StringIO()
+    root_handler = logging.StreamHandler(root_lines)
+    logging.getLogger().addHandler(root_handler)   # what logging.basicConfig() in a dependency does
+    try:
+        assert main(["models"]) == 0
+    finally:
+        logging.getLogger().removeHandler(root_handler)
+    assert capsys.readouterr().out.count("mina_hybrid ") == 1
+    assert root_lines.getvalue() == ""
+    assert logging.getLogger("biomed").propagate   # restored for library use
+
+
 def test_tensorflow_start_up_lines_are_held_back(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pipelines", "run", str(tmp_path / "none.yaml")],
                             capture_output=True, text=True)
