@@ -203,6 +203,9 @@ def ensemble_source(run_dir: Path, models: list[str], model_format: str = "keras
                 weights[member, seed] = weights.get((member, seed), 0.0) + share
     members = [EnsembleMember(model, seed, _member_file(run_dir, model, seed), weight)
                for (model, seed), weight in sorted(weights.items())]
+    if family == "ensemble" and len(members) < 2:
+        raise BiomedError(f"{run_dir}: {', '.join(labels)} has one trained model x seed; an ensemble needs at least "
+                          f"two (train more seeds, or export the model itself with --model {labels[0]})")
     return ExportSource(members[0].model_file, run_dir, "ensemble(" + "+".join(labels) + ")", None,
                         f"seed ensemble: weighted mean of {len(members)} model x seed members", members)
 

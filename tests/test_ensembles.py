@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +167,16 @@ def test_seed_ensembles_of_what_a_format_cannot_hold_are_refused(run_dir, tmp_pa
     assert not (tmp_path / "x").exists()
 
 
+def test_a_seed_ensemble_of_one_member_is_refused_at_export(run_dir, tmp_path, capsys):
+    one_seed = tmp_path / "run"
+    shutil.copytree(run_dir, one_seed)
+    shutil.rmtree(one_seed / "models" / "hybrid_cnn" / "seed_1")
+    args = ["export", str(one_seed), "--format", "ensemble", "--ensemble", "hybrid_cnn", "--out", str(tmp_path / "x")]
+    assert main(args) == 2
+    assert "hybrid_cnn has one trained model x seed; an ensemble needs at least two" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_export_and_predict_refuse_what_is_not_an_ensemble(run_dir, tmp_path):
     assert main(["export", str(run_dir), "--format", "ensemble", "--model", "hybrid_cnn",
                  "--out", str(tmp_path / "x")]) == 2
@@ -179,8 +190,6 @@ def test_export_and_predict_refuse_what_is_not_an_ensemble(run_dir, tmp_path):
 
 
 def test_resume_adds_an_ensemble_without_retraining_and_refuses_a_changed_model(run_dir, tmp_path):
-    import shutil
-
     from pipelines.config import load_config
     from pipelines.runner import run_experiment
 
