@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -29,13 +30,21 @@ def load_image(path: Path, card: dict[str, Any]) -> np.ndarray:
     image = card.get("image") or {}
     height, width = image.get("image_size") or card["input"]["shape"][1:3]
     channels = image.get("channels") or card["input"]["shape"][3]
+    if path.stat().st_size == 0:
+        raise RecordError("empty file (0 bytes)")
     check_image_pixels(path, image.get("max_pixels") or DEFAULT_MAX_PIXELS)
     try:
         decoded = tf.io.decode_image(tf.io.read_file(str(path)), channels=channels, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
-        raise RecordError(f"cannot decode image: {err.message.splitlines()[0][:160]}") from None
+        raise RecordError(f"cannot decode image: {_plain_tf_message(err)}") from None
     resized = tf.image.resize(tf.cast(decoded, tf.float32), (height, width))
     return resized.numpy()[None].astype(np.float32)
+
+
+def _plain_tf_message(err: tf.errors.OpError) -> str:
+    """TensorFlow's error text without its ``{{function_node ...}}`` prefix and ``[Op:...]`` suffix."""
+    text = re.sub(r"^\{\{[^}]*\}\}\s*", "", err.message.splitlines()[0])
+    return re.sub(r"\s*\[Op:.*$", "", text)[:160]
 
 
 def expand_images(path: Path) -> Iterator[Path]:

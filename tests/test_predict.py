@@ -164,8 +164,13 @@ def test_images_are_decoded_resized_and_scored(tmp_path):
         pixels[name] = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
         keras.utils.save_img(folder / f"{name}.png", pixels[name])
     (folder / "d.png").write_bytes(b"not a png")
+    (folder / "e.jpg").write_bytes(b"")
     summary = predict_inputs(*load_predictor(tmp_path / "exp"), [str(folder)], tmp_path / "img.csv")
-    assert summary.scored == 3 and summary.skipped == 1
+    assert summary.scored == 3 and summary.skipped == 2
+    reasons = pd.read_csv(tmp_path / "img_skipped.csv").set_index("record")["reason"]
+    assert reasons["e"] == "empty file (0 bytes)"
+    assert reasons["d"].startswith("cannot decode image: ") and len(reasons["d"]) > len("cannot decode image: ")
+    assert "{{" not in reasons["d"] and "[Op:" not in reasons["d"]   # TensorFlow's node and op names left out
     frame = _records(tmp_path / "img.csv")
     for name, array in pixels.items():
         x = tf.image.resize(tf.cast(array, tf.float32), (16, 16)).numpy()[None]
