@@ -27,6 +27,7 @@ and ``data.split.seed``.
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,5 +348,14 @@ def _decode_error(path: str, channels: int) -> str:
     except tf.errors.NotFoundError:
         return f"unreadable file: {path} does not exist or cannot be read"
     except tf.errors.OpError as err:
-        return f"corrupt image: {err.message.splitlines()[0] if err.message else type(err).__name__}"
+        return f"corrupt image: {tf_error_text(err)}"
+
+
+def tf_error_text(err: tf.errors.OpError) -> str:
+    """The first line of TensorFlow's error text without its ``{{function_node ...}}`` prefix and
+    ``[Op:...]`` suffix (the error's class name when it has no text)."""
+    if not err.message:
+        return type(err).__name__
+    text = re.sub(r"^\{\{[^}]*\}\}\s*", "", err.message.splitlines()[0])
+    return re.sub(r"\s*\[Op:.*$", "", text)[:160]
     return "corrupt image: decoding failed"

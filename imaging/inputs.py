@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import tensorflow as tf
 
+from imaging.data import tf_error_text
 from pipelines.errors import RecordError
 from pipelines.image_limits import DEFAULT_MAX_PIXELS, check_image_pixels
 from pipelines.plugins import InputReader
@@ -36,15 +36,9 @@ def load_image(path: Path, card: dict[str, Any]) -> np.ndarray:
     try:
         decoded = tf.io.decode_image(tf.io.read_file(str(path)), channels=channels, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
-        raise RecordError(f"cannot decode image: {_plain_tf_message(err)}") from None
+        raise RecordError(f"cannot decode image: {tf_error_text(err)}") from None
     resized = tf.image.resize(tf.cast(decoded, tf.float32), (height, width))
     return resized.numpy()[None].astype(np.float32)
-
-
-def _plain_tf_message(err: tf.errors.OpError) -> str:
-    """TensorFlow's error text without its ``{{function_node ...}}`` prefix and ``[Op:...]`` suffix."""
-    text = re.sub(r"^\{\{[^}]*\}\}\s*", "", err.message.splitlines()[0])
-    return re.sub(r"\s*\[Op:.*$", "", text)[:160]
 
 
 def expand_images(path: Path) -> Iterator[Path]:
