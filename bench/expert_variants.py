@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                          **record_scores(y_true, probs, classes, task.positive)})
             print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
-    print(table.groupby("variant", sort=False)[[c for c in table.columns if c.startswith("val_") and c != "val_records"]].agg(["mean", "std"]).round(4))
+    scores = [column for column in table.columns if column.startswith("val_") and column != "val_records"]
+    print(table.groupby("variant", sort=False)[scores].agg(["mean", "std"]).round(4))
     if args.out:
         write_csv(args.out, table)
     return table

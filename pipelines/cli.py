@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = TqdmHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.addHandler(handler)
-    propagate, log.propagate = log.propagate, False   # a library that configured the root logger would repeat every line
+    propagate, log.propagate = log.propagate, False   # a root handler set by a dependency would repeat lines
     log.setLevel(LOG_LEVELS[verbosity])
     set_verbosity(verbosity)
     try:
