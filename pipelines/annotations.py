@@ -12,7 +12,6 @@ import collections.abc
 import functools
 import inspect
 import numbers
-import sys
 import types
 import typing
 from typing import Any, Callable
@@ -22,23 +21,17 @@ _SEQUENCES = (list, tuple, collections.abc.Sequence)
 
 @functools.lru_cache(maxsize=None)
 def parameter_annotations(builder: Callable[..., Any]) -> dict[str, Any]:
-    """The builder's parameter annotations, evaluated (string annotations in the builder's module).
+    """The builder's parameter annotations as types (``from __future__`` strings evaluated).
 
-    Annotations that cannot be evaluated are left out, so their parameters are not checked.
+    A builder whose annotations cannot be evaluated (e.g. a name imported only for type
+    checkers) gets no type checks.
     """
-    module = sys.modules.get(builder.__module__)
-    namespace = {**vars(typing), "collections": collections, **(vars(module) if module else {})}
-    resolved = {}
-    for name, parameter in inspect.signature(builder).parameters.items():
-        annotation = parameter.annotation
-        if isinstance(annotation, str):
-            try:
-                annotation = eval(annotation, namespace)  # noqa: S307 (the repository's own annotations)
-            except Exception:  # noqa: BLE001 (an unknown name: leave the parameter unchecked)
-                continue
-        if annotation is not inspect.Parameter.empty:
-            resolved[name] = annotation
-    return resolved
+    try:
+        parameters = inspect.signature(builder, eval_str=True).parameters
+    except (NameError, SyntaxError, TypeError, AttributeError):
+        return {}
+    return {name: p.annotation for name, p in parameters.items()
+            if p.annotation is not inspect.Parameter.empty and not isinstance(p.annotation, str)}
 
 
 def fits_annotation(value: Any, annotation: Any) -> bool:

@@ -150,7 +150,7 @@ def build_mina_rr(input_shape: tuple[int, ...], n_classes: int, **params: Any) -
     return _build(input_shape, n_classes, rr_knowledge=True, feature_units=0, feature_dropout=0.0, **params)
 
 
-build_mina_rr.__signature__ = inspect.signature(build_mina)     # the registry reads the defaults here
+build_mina_rr.__signature__ = inspect.signature(build_mina, eval_str=True)   # the registry reads defaults and types here
 register_model("mina_rr", family="keras", modality="ecg", side_inputs=(RR_INPUT,))(build_mina_rr)
 
 
@@ -175,10 +175,10 @@ def build_mina_hybrid(input_shape: tuple[int, ...], n_classes: int, *, feature_u
                   feature_dropout=feature_dropout, **params)
 
 
-_FEATURE_PARAMETERS = [p for p in inspect.signature(build_mina_hybrid).parameters.values()
+_FEATURE_PARAMETERS = [p for p in inspect.signature(build_mina_hybrid, eval_str=True).parameters.values()
                        if p.name in ("feature_units", "feature_dropout")]
 build_mina_hybrid.__signature__ = inspect.Signature(      # the registry reads mina's defaults and the two above
-    list(inspect.signature(build_mina).parameters.values()) + _FEATURE_PARAMETERS)
+    list(inspect.signature(build_mina, eval_str=True).parameters.values()) + _FEATURE_PARAMETERS)
 register_model("mina_hybrid", family="keras", modality="ecg",
                side_inputs=(RR_INPUT, FEATURES_INPUT))(build_mina_hybrid)
 
