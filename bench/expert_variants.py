@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -89,11 +88,15 @@ def record_means(records: np.ndarray, features: np.ndarray) -> np.ndarray:
     return (sums / np.bincount(index)[:, None])[index]
 
 
+def forest(seed: int) -> Pipeline:
+    """The shipped ``expert_rf`` without its feature step (it is fed computed features)."""
+    return build_expert_rf((1,), 2, fs=1.0, seed=seed)[1:]
+
+
 def gradient_boosting(seed: int) -> Pipeline:
     """``expert_rf``'s imputation and scaling in front of class-balanced gradient boosting."""
-    pipeline = build_expert_rf((1,), 2, fs=1.0, seed=seed)[1:]
-    return pipeline.set_params(clf=HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05,
-                                                                  class_weight="balanced", random_state=seed))
+    return forest(seed).set_params(clf=HistGradientBoostingClassifier(max_iter=300, learning_rate=0.05,
+                                                                      class_weight="balanced", random_state=seed))
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -118,7 +121,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     raw_y = np.array([raw_classes.index(raw_label[r]) for r in splits["train"].record])
     task_y, identity = splits["train"].y, np.eye(len(classes))
 
-    forest: Callable[[int], Pipeline] = lambda seed: build_expert_rf((1,), 2, fs=1.0, seed=seed)[1:]
     variants = {  # name: (model factory, features, training labels, map of its classes to the task's)
         "rf": (forest, window_x, task_y, identity),
         "gb": (gradient_boosting, window_x, task_y, identity),
