@@ -1,8 +1,9 @@
 """Expert-feature baselines (MINA's ExpertLR / ExpertRF) as scikit-learn pipelines.
 
-Both take raw ECG windows ``(n, T)`` or ``(n, T, 1)``: the first pipeline step
+They take raw ECG windows ``(n, T)`` or ``(n, T, 1)``: the first pipeline step
 turns them into expert features (``ecgnet.features``), so they plug into the
-same runner as the Keras models.
+same runner as the Keras models. ``expert_rf_record`` also takes each window's
+record context (``ecgnet.context``) as a side input.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.tree._tree import Tree
 
+from ecgnet.context import RECORD_FEATURES_INPUT
 from ecgnet.features import ECGFeatureExtractor
 from ecgnet.rpeaks import DEFAULT_METHOD
 from pipelines.modeling import register_model
@@ -27,13 +29,14 @@ BASELINE_TYPES: tuple[type, ...] = (Pipeline, ECGFeatureExtractor, SimpleImputer
 
 
 def _feature_pipeline(fs: float | None, n_classes: int, classifier: Any,
-                      rpeak_method: str) -> Pipeline:
-    """Features → mean imputation → standardisation → ``classifier``."""
+                      rpeak_method: str, side_inputs: tuple[str, ...] = ()) -> Pipeline:
+    """Features (then the ``side_inputs`` columns) → mean imputation → standardisation → ``classifier``."""
     if fs is None or fs <= 0:
         raise ValueError(f"expert baselines need the sampling rate fs in Hz, got {fs!r}")
     if n_classes < 2:
         raise ValueError(f"n_classes must be at least 2, got {n_classes}")
-    return Pipeline([("features", ECGFeatureExtractor(fs=float(fs), rpeak_method=rpeak_method)),
+    return Pipeline([("features", ECGFeatureExtractor(fs=float(fs), rpeak_method=rpeak_method,
+                                                      side_inputs=side_inputs)),
                      ("impute", SimpleImputer()),
                      ("scale", StandardScaler()),
                      ("clf", classifier)])
@@ -82,9 +85,28 @@ def build_expert_rf(input_shape: tuple[int, ...], n_classes: int, *, fs: float |
     Returns:
         An unfitted scikit-learn ``Pipeline`` with ``predict_proba``.
     """
-    classifier = RandomForestClassifier(n_estimators=n_estimators,
-                                        min_samples_leaf=min_samples_leaf,
-                                        max_features=max_features,
-                                        class_weight="balanced_subsample",
-                                        random_state=seed, n_jobs=-1)
-    return _feature_pipeline(fs, n_classes, classifier, rpeak_method)
+    return _feature_pipeline(fs, n_classes, _forest(seed, n_estimators, min_samples_leaf, max_features),
+                             rpeak_method)
+
+
+@register_model("expert_rf_record", family="sklearn", modality="ecg", role="baseline",
+                side_inputs=(RECORD_FEATURES_INPUT,))
+def build_expert_rf_record(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None = None,
+                           seed: int = 0, n_estimators: int = 500, min_samples_leaf: int = 2,
+                           max_features: str | float = "sqrt",
+                           rpeak_method: str = DEFAULT_METHOD) -> Pipeline:
+    """``expert_rf`` reading each window with its record: the window's expert features plus the mean
+    features of its record's windows (the ``record_expert_features`` side input, :mod:`ecgnet.context`).
+
+    Same arguments as :func:`build_expert_rf`; the pipeline takes the dict of
+    :func:`pipelines.side_inputs.sklearn_inputs`, which the engine and ``biomed predict`` build.
+    """
+    return _feature_pipeline(fs, n_classes, _forest(seed, n_estimators, min_samples_leaf, max_features),
+                             rpeak_method, side_inputs=(RECORD_FEATURES_INPUT,))
+
+
+def _forest(seed: int, n_estimators: int, min_samples_leaf: int, max_features: str | float) -> RandomForestClassifier:
+    """The class-balanced forest of the expert baselines, on all cores."""
+    return RandomForestClassifier(n_estimators=n_estimators, min_samples_leaf=min_samples_leaf,
+                                  max_features=max_features, class_weight="balanced_subsample",
+                                  random_state=seed, n_jobs=-1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from ecgnet.preprocess import bandpass
 from ecgnet.rpeaks import DEFAULT_METHOD, METHODS, detect_r_peaks_rows, float_blocks, is_flat
+from pipelines.side_inputs import MAIN_INPUT
 
 RHYTHM_FEATURES = (
     "heart_rate", "rr_mean", "rr_sd", "rr_rmssd", "rr_pnn50", "rr_cv", "rr_min", "rr_max",
@@ -291,6 +292,8 @@ class ECGFeatureExtractor(BaseEstimator, TransformerMixin):
         fs: Sampling rate of the windows in Hz.
         n_jobs: Parallel workers for ``transform`` (joblib convention; -1 = all cores).
         rpeak_method: R-peak detector, one of ``ecgnet.rpeaks.METHODS``.
+        side_inputs: Side inputs appended, in this order, to each window's features; the
+            extractor then takes the dict of :func:`pipelines.side_inputs.sklearn_inputs`.
 
     Example:
         >>> features = ECGFeatureExtractor(fs=300.0).fit_transform(windows)   # doctest: +SKIP
@@ -298,31 +301,52 @@ class ECGFeatureExtractor(BaseEstimator, TransformerMixin):
 
     _ROWS_PER_CHUNK = 64
 
-    def __init__(self, fs: float = 300.0, n_jobs: int = -1, rpeak_method: str = DEFAULT_METHOD):
+    def __init__(self, fs: float = 300.0, n_jobs: int = -1, rpeak_method: str = DEFAULT_METHOD,
+                 side_inputs: tuple[str, ...] = ()):
         self.fs = fs
         self.n_jobs = n_jobs
         self.rpeak_method = rpeak_method
+        self.side_inputs = side_inputs
 
-    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> "ECGFeatureExtractor":
+    def fit(self, X: Any, y: np.ndarray | None = None) -> "ECGFeatureExtractor":
         """Validate the parameters and the input shape; nothing is learned."""
         if not self.fs or self.fs <= 0:
             raise ValueError(f"fs must be a positive sampling rate, got {self.fs!r}")
         if self.rpeak_method not in METHODS:
             raise ValueError(f"unknown R-peak method {self.rpeak_method!r}; choose one of {METHODS}")
-        self.n_features_in_ = as_windows(X).shape[1]
+        self.n_features_in_ = as_windows(self._split(X)[0]).shape[1]
         return self
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
-        """Features of each window.
+    def transform(self, X: Any) -> np.ndarray:
+        """Features of each window, followed by its side inputs' columns.
 
         Args:
-            X: Windows of shape ``(n, T)`` or ``(n, T, 1)``.
+            X: Windows of shape ``(n, T)`` or ``(n, T, 1)``; with ``side_inputs``, the dict
+                ``{"x": windows, name: (n, d) array, ...}``.
 
         Returns:
-            Array of shape ``(n, len(FEATURE_NAMES))``. The features of an identical window
-            array are computed once per process and then reused (the baselines, seeds and
-            side inputs of a run share them).
+            Array of shape ``(n, len(FEATURE_NAMES) + side columns)``. The features of an
+            identical window array are computed once per process and then reused (the
+            baselines, seeds and side inputs of a run share them).
         """
+        windows, side = self._split(X)
+        return np.hstack([self._window_features(windows), *side]) if side else self._window_features(windows)
+
+    def _split(self, X: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The windows and the side-input columns (2-D, row-aligned) of an input."""
+        if not self.side_inputs:
+            return X, []
+        missing = [k for k in (MAIN_INPUT, *self.side_inputs) if not isinstance(X, Mapping) or k not in X]
+        if missing:
+            raise ValueError(f"expected a dict of the windows ({MAIN_INPUT!r}) and the side inputs "
+                             f"{list(self.side_inputs)}; missing {missing}")
+        side = [np.asarray(X[name], dtype=float).reshape(len(X[name]), -1) for name in self.side_inputs]
+        if any(len(columns) != len(X[MAIN_INPUT]) for columns in side):
+            raise ValueError(f"side inputs {list(self.side_inputs)} have {[len(c) for c in side]} rows for "
+                             f"{len(X[MAIN_INPUT])} windows")
+        return X[MAIN_INPUT], side
+
+    def _window_features(self, X: np.ndarray) -> np.ndarray:
         array = np.ascontiguousarray(X)
         key = (hashlib.sha1(array.view(np.uint8)).hexdigest(), array.shape, array.dtype.str,
                float(self.fs), self.rpeak_method)
@@ -337,14 +361,15 @@ class ECGFeatureExtractor(BaseEstimator, TransformerMixin):
                                  self.fs, self.rpeak_method)
 
     def get_feature_names_out(self, input_features: object = None) -> np.ndarray:
-        """Names of the output features, in column order."""
+        """Names of the window features (side-input columns follow them, not named here)."""
         return np.asarray(FEATURE_NAMES, dtype=object)
 
 
-def expert_feature_matrix(windows: np.ndarray, fs: float | None) -> np.ndarray:
+def expert_feature_matrix(windows: np.ndarray, fs: float | None, records: np.ndarray | None = None) -> np.ndarray:
     """The expert features of ECG windows ``(n, T)`` or ``(n, T, 1)`` as float32 ``(n, 41)``.
 
-    The ``expert_features`` side input of models such as ``hybrid_cnn``.
+    The ``expert_features`` side input of models such as ``hybrid_cnn``; each window is
+    described alone, so the side-input protocol's ``records`` is not used.
     """
     if not fs:
         raise ValueError("expert features need the sampling rate fs")

@@ -2,8 +2,9 @@
 
 Importing this module registers the ECG models and expert-feature baselines;
 :func:`register` adds the ECG data sources, the training augmentation, the
-``expert_features`` side input (the expert features of each window), the
-inputs of ``biomed predict`` (WFDB records) and the ``biomed data`` tools.
+``expert_features`` side input (the expert features of each window) with its record
+context ``record_expert_features``, the inputs of ``biomed predict`` (WFDB records)
+and the ``biomed data`` tools.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import ecgnet.models  # noqa: F401  (registers the ECG models and baselines)
 from ecgnet.augment import training_augmenter
 from ecgnet.baselines import BASELINE_TYPES
 from ecgnet.commands import add_download_command, add_synth_command, folder_summary
+from ecgnet.context import RECORD_FEATURES_INPUT, record_expert_features
 from ecgnet.dataset import load_ecg_samples
 from ecgnet.features import expert_feature_matrix
 from ecgnet.inputs import ECG_INPUTS
@@ -38,6 +40,7 @@ def register() -> None:
         plugins.SOURCES.add(source, load_source)
     plugins.AUGMENTERS.add("ecg", training_augmenter)
     plugins.SIDE_INPUTS.add("expert_features", expert_feature_matrix)
+    plugins.SIDE_INPUTS.add(RECORD_FEATURES_INPUT, record_expert_features)
     plugins.SIDE_INPUTS.add(RR_INPUT, rr_interval_matrix)
     plugins.PREDICT_INPUTS.add("ecg", ECG_INPUTS)
     plugins.FOLDER_SUMMARIES.add("ecg", folder_summary)

@@ -36,10 +36,12 @@ def _series_from_peaks(peaks: np.ndarray, length: int, fs: float) -> np.ndarray:
     return series
 
 
-def rr_interval_matrix(windows: np.ndarray, fs: float | None, n_jobs: int = -1) -> np.ndarray:
+def rr_interval_matrix(windows: np.ndarray, fs: float | None, records: np.ndarray | None = None,
+                       n_jobs: int = -1) -> np.ndarray:
     """RR-interval series of ECG windows ``(n, T)`` or ``(n, T, 1)``: float32 ``(n, T, 1)``.
 
-    The ``rr_intervals`` side input, computed in parallel chunks.
+    The ``rr_intervals`` side input, computed in parallel chunks; each window is described
+    alone, so the side-input protocol's ``records`` is not used.
     """
     if not fs:
         raise ValueError("RR intervals need the sampling rate fs")

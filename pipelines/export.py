@@ -54,6 +54,7 @@ from pipelines.ensembles import ENSEMBLE_FILE, average_predictions, read_members
 from pipelines.errors import BiomedError
 from pipelines.metrics import evaluate_predictions, parse_class_weights, validation_roc_auc
 from pipelines.model_card import FORMATS, SELECTION_NOTE, build_card, write_card
+from pipelines.modeling import get_model
 from pipelines.predictions import Task, read_predictions
 from pipelines.side_inputs import input_names
 
@@ -645,12 +646,14 @@ def _export_skops(source: ExportSource, out: Path) -> Path:
     fields = _run_fields(source)
     data = fields["config"].data
     shape = _run_input_shape(fields["config"])
+    side_inputs = get_model(fields["config"].model_entry(source.model).type).side_inputs
     with atomic_path(out / ARTEFACTS["sklearn"]) as tmp:
         shutil.copyfile(source.model_file, tmp)
     return write_card(out, build_card(
         model_format="skops", model_file=ARTEFACTS["sklearn"], input_name=data.modality, input_shape=shape,
         output_name="predict_proba", n_outputs=len(data.task.classes), source_file=source.model_file,
-        model=source.model, seed=source.seed, selection=source.selection, **fields))
+        model=source.model, seed=source.seed, selection=source.selection,
+        extra={"side_inputs": list(side_inputs)} if side_inputs else None, **fields))
 
 
 def _export_ensemble(source: ExportSource, out: Path) -> Path:

@@ -94,7 +94,8 @@ def register_model(name: str, *, family: str, modality: str, role: str = "deep",
     ``side_inputs`` names inputs the model takes beside its main one, each
     computed from the samples by the function a plugin registered in
     ``plugins.SIDE_INPUTS`` (in training and in ``biomed predict``); the Keras
-    model's input layers carry these names.
+    model's input layers carry these names, a scikit-learn model is fitted on
+    the dict of :func:`pipelines.side_inputs.sklearn_inputs`.
 
     Example:
         >>> @register_model("tiny", family="keras", modality="ecg")   # doctest: +SKIP
@@ -143,11 +144,12 @@ def check_hyperparameters(model: str, hyperparameters: dict[str, Any]) -> None:
                               f"got {type(value).__name__} {value!r}")
 
 
-def sklearn_proba(model: Any, x: np.ndarray, n_classes: int) -> np.ndarray:
+def sklearn_proba(model: Any, x: Any, n_classes: int) -> np.ndarray:
     """A scikit-learn model's float32 ``predict_proba`` with a column for every class (0 for classes
-    it never saw in training), as training and ``biomed predict`` both compute it."""
+    it never saw in training), as training and ``biomed predict`` both compute it. ``x`` is the
+    samples, or the dict of samples and side inputs of a model that takes them."""
     proba = model.predict_proba(x)
-    full = np.zeros((len(x), n_classes), np.float32)
+    full = np.zeros((len(proba), n_classes), np.float32)
     full[:, model.classes_.astype(int)] = proba
     return full
 

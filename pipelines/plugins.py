@@ -51,9 +51,11 @@ ReportSection = Callable[[list, Path], list]
 FolderSummary = Callable[[Path, str | None], dict[str, Any] | None]
 #: ``add(data_subparsers)``: adds one ``biomed data`` subcommand (its ``func`` default runs it).
 DataCommand = Callable[[argparse._SubParsersAction], None]
-#: ``compute(x, fs) -> (n, d) float32``: a side input derived from the samples ``x`` (e.g. expert
-#: features of ECG windows), fed to models that registered it beside their main input.
-SideInput = Callable[[np.ndarray, float | None], np.ndarray]
+#: ``compute(x, fs, records) -> (n, ...) float32``: a side input derived from the samples ``x`` (e.g.
+#: expert features of ECG windows), fed to models that registered it beside their main input.
+#: ``records`` holds each sample's record id: a side input may describe a sample's whole record
+#: from the samples sharing its id (record context); one describing each sample alone ignores it.
+SideInput = Callable[[np.ndarray, float | None, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)

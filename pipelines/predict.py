@@ -33,7 +33,7 @@ from pipelines.export import load_keras_model, load_skops_model
 from pipelines.model_card import CARD_NAME, card_model_file, check_card, read_card
 from pipelines.modeling import sklearn_proba
 from pipelines.predictions import Predictions, Task
-from pipelines.side_inputs import compute_side_input, input_names
+from pipelines.side_inputs import compute_side_input, input_names, sklearn_inputs
 
 log = logging.getLogger("biomed")
 
@@ -44,22 +44,40 @@ PROGRESS_EVERY = 100
 class Predictor(Protocol):
     """A loaded model: model-ready float32 inputs in, class probabilities ``(n, n_classes)`` out.
 
-    ``input_shape`` is the model's input shape (None for the batch and any free axis) and
-    ``n_outputs`` the number of classes it scores.
+    ``input_shape`` is the model's input shape (None for the batch and any free axis),
+    ``n_outputs`` the number of classes it scores and ``side_inputs`` the side inputs it takes
+    beside ``x`` (:mod:`pipelines.side_inputs`), which the caller computes over whole records
+    (:func:`record_side_inputs`) and passes to ``predict`` row-aligned with ``x``.
     """
 
     input_shape: tuple[int | None, ...]
     n_outputs: int
+    side_inputs: list[str]
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Probabilities for a batch of model-ready inputs."""
+    def predict(self, x: np.ndarray, side: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Probabilities for a batch of model-ready inputs and their side inputs."""
+
+
+def record_side_inputs(names: Iterable[str], x: np.ndarray, records: np.ndarray, fs: float | None
+                       ) -> dict[str, np.ndarray]:
+    """The side inputs ``names`` of the windows ``x`` (all windows of each record), by name."""
+    return {name: compute_side_input(name, x, fs, records) for name in names}
+
+
+def _side_of(side: dict[str, np.ndarray] | None, names: list[str], x: np.ndarray, fs: float | None
+             ) -> dict[str, np.ndarray]:
+    """The side inputs ``names`` from ``side``; missing ones computed with each window its own record."""
+    side = dict(side or {})
+    missing = [name for name in names if name not in side]
+    side.update(record_side_inputs(missing, x, np.arange(len(x)), fs))
+    return side
 
 
 class KerasPredictor:
     """A ``.keras`` model, loaded in safe mode; ``jit_compile`` runs inference through XLA.
 
-    A model with side inputs (the card's ``side_inputs``) gets them computed from the
-    same model-ready inputs by the registered side-input functions, at the card's ``fs``.
+    A model with side inputs (the card's ``side_inputs``) takes them from ``predict``'s
+    ``side``; missing ones are computed from ``x`` at the card's ``fs`` (each window its own record).
     """
 
     def __init__(self, path: Path, jit_compile: bool = False, side_inputs: Sequence[str] = (),
@@ -77,14 +95,9 @@ class KerasPredictor:
             self.model.compile(jit_compile=True)
 
     def predict(self, x: np.ndarray, side: dict[str, np.ndarray] | None = None) -> np.ndarray:
-        """Probabilities of the batch ``x``; side inputs missing from ``side`` are computed and added to it,
-        so the members of an ensemble share them."""
         if not self.side_inputs:
             return np.asarray(self.model.predict_on_batch(x), np.float32)
-        side = {} if side is None else side
-        for name in self.side_inputs:
-            if name not in side:
-                side[name] = compute_side_input(name, x, self.fs)
+        side = _side_of(side, self.side_inputs, x, self.fs)
         inputs = {self.main: x, **{name: side[name] for name in self.side_inputs}}
         return np.asarray(self.model.predict_on_batch(inputs), np.float32)
 
@@ -101,8 +114,9 @@ class SavedModelPredictor:
         self.input_name = next(iter(self.fn.structured_input_signature[1]))
         self.input_shape = tuple(self.fn.structured_input_signature[1][self.input_name].shape)
         self.n_outputs = int(next(iter(self.fn.structured_outputs.values())).shape[-1])
+        self.side_inputs: list[str] = []
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, side: dict[str, np.ndarray] | None = None) -> np.ndarray:
         outputs = self.fn(**{self.input_name: self._tf.constant(x, self._tf.float32)})
         return next(iter(outputs.values())).numpy().astype(np.float32)
 
@@ -125,8 +139,9 @@ class TFLitePredictor:
         self.input_shape = tuple(None if d < 0 else int(d) for d in self.input["shape_signature"])
         self.n_outputs = int(self.output["shape"][-1])
         self.batch = int(self.input["shape"][0])
+        self.side_inputs: list[str] = []
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: np.ndarray, side: dict[str, np.ndarray] | None = None) -> np.ndarray:
         if self.dynamic:
             return self._invoke(x)
         return np.concatenate([self._invoke(x[i:i + self.batch]) for i in range(0, len(x), self.batch)])
@@ -150,11 +165,15 @@ class SklearnPredictor:
         path: the ``.skops`` file.
         input_shape: the card's input shape (None for the batch axis); the model must take that many values.
         n_classes: the card's class count; probabilities get a column per class, as in training.
+        side_inputs: the card's side inputs, fed as in training (:func:`pipelines.side_inputs.sklearn_inputs`).
+        fs: the card's sampling rate, for side inputs computed here.
     """
 
-    def __init__(self, path: Path, input_shape: list[int | None], n_classes: int) -> None:
+    def __init__(self, path: Path, input_shape: list[int | None], n_classes: int,
+                 side_inputs: Sequence[str] = (), fs: float | None = None) -> None:
         self.model = load_skops_model(path)
         self.input_shape, self.n_outputs = tuple(input_shape), n_classes
+        self.side_inputs, self.fs = list(side_inputs), fs
         classes = np.asarray(getattr(self.model, "classes_", []))
         if not classes.size or classes.dtype.kind not in "iu" or classes.min() < 0 or classes.max() >= n_classes:
             raise BiomedError(f"{path}: the model's classes {classes.tolist()} are not class indices of the "
@@ -164,13 +183,14 @@ class SklearnPredictor:
             raise BiomedError(f"{path}: the model takes {self.model.n_features_in_} values per input, the "
                               f"card's input shape {list(input_shape)} has {expected}")
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return sklearn_proba(self.model, x, self.n_outputs)
+    def predict(self, x: np.ndarray, side: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        side = _side_of(side, self.side_inputs, x, self.fs)
+        return sklearn_proba(self.model, sklearn_inputs(x, side, self.side_inputs), self.n_outputs)
 
 
 class EnsemblePredictor:
     """An exported ensemble: each member (``members/<model>``, with its own card) loaded by
-    :func:`load_predictor` and their probabilities averaged with the card's weights. Keras members
+    :func:`load_predictor` and their probabilities averaged with the card's weights. Members
     share the side inputs of a batch (computed once)."""
 
     def __init__(self, folder: Path, card: dict[str, Any], card_file: Path, jit_compile: bool = False,
@@ -194,10 +214,12 @@ class EnsemblePredictor:
         self.weights = np.asarray(weights) / sum(weights)
         self.input_shape = self.members[0].input_shape
         self.n_outputs = self.members[0].n_outputs
+        self.side_inputs = sorted({name for member in self.members for name in member.side_inputs})
+        self.fs = (card.get("preprocess") or {}).get("fs")
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        side: dict[str, np.ndarray] = {}   # side inputs of the batch, computed once for every Keras member
-        probs = [m.predict(x, side) if isinstance(m, KerasPredictor) else m.predict(x) for m in self.members]
+    def predict(self, x: np.ndarray, side: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        side = _side_of(side, self.side_inputs, x, self.fs)   # computed once for every member
+        probs = [m.predict(x, side) for m in self.members]
         return sum(w * p for w, p in zip(self.weights, probs)).astype(np.float32)
 
 
@@ -243,7 +265,8 @@ def load_predictor(model: Path, jit_compile: bool = False, allow_savedmodel: boo
         predictor = TFLitePredictor(artefact)
     elif artefact.suffix == ".skops":
         predictor = SklearnPredictor(artefact, card.get("input", {}).get("shape") or [None],
-                                     len(card.get("classes") or []))
+                                     len(card.get("classes") or []), card.get("side_inputs") or (),
+                                     (card.get("preprocess") or {}).get("fs"))
     elif (artefact / "saved_model.pb").is_file():
         if not allow_savedmodel:
             raise BiomedError(f"{artefact} is a SavedModel: loading one runs the TensorFlow program inside it, "
@@ -349,7 +372,10 @@ def _score_chunk(predictor: Predictor, card: dict[str, Any], chunk: list[Path], 
     task = Task.of(card["classes"], _positive_class(card))
     counts = [len(a) for a in arrays]
     x = np.concatenate(arrays) if arrays else np.zeros((0, 1), np.float32)
-    probs = [predictor.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    side = record_side_inputs(predictor.side_inputs, x, np.repeat(np.arange(len(counts)), counts),
+                              (card.get("preprocess") or {}).get("fs")) if len(x) else {}
+    probs = [predictor.predict(x[i:i + batch_size], {name: v[i:i + batch_size] for name, v in side.items()})
+             for i in range(0, len(x), batch_size)]
     windows = Predictions(task, None, np.repeat(list(names), counts).astype(str),
                           np.concatenate([np.arange(n) for n in counts]) if counts else np.zeros(0, int),
                           np.concatenate(probs) if probs else np.zeros((0, len(task.classes)), np.float32))

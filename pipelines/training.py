@@ -26,7 +26,7 @@ from pipelines.predictions import Task
 from pipelines.runtime import artefact_dir, get_strategy, global_batch_size, set_precision, sync_moving_statistics
 from pipelines.samples import SampleSet
 from pipelines.schedules import phase_learning_rate, plateau_callbacks, steps_per_epoch
-from pipelines.side_inputs import dataset_inputs, with_side_inputs
+from pipelines.side_inputs import dataset_inputs, sklearn_inputs, with_side_inputs
 
 
 @dataclass
@@ -60,14 +60,16 @@ def input_shape_of(samples: SampleSet) -> tuple[int, ...]:
 
 def _fit_sklearn(spec: ModelSpec, entry: ModelEntry, splits: dict[str, SampleSet], seed: int,
                  out_dir: Path) -> FitResult:
+    with_side_inputs(splits, spec.side_inputs)
     train = splits["train"]
     start = time.perf_counter()
     model = spec.build(input_shape_of(train), len(train.classes), fs=train.fs, seed=seed, **entry.params)
-    model.fit(train.x, train.y)
+    model.fit(sklearn_inputs(train.x, train.side, spec.side_inputs), train.y)
     seconds = time.perf_counter() - start
     with atomic_path(out_dir / "model.skops") as tmp:
         skops.io.dump(model, tmp)  # skops' format: loading it needs no pickle (see pipelines.export)
-    probs = {name: sklearn_proba(model, splits[name].x, len(train.classes)) for name in ("val", "test")}
+    probs = {name: sklearn_proba(model, sklearn_inputs(splits[name].x, splits[name].side, spec.side_inputs),
+                                 len(train.classes)) for name in ("val", "test")}
     return FitResult(probs, 1, seconds, None, model)
 
 

@@ -139,7 +139,7 @@ def test_keras_members_of_an_ensemble_share_the_side_inputs_of_a_batch(run_dir, 
     features = plugins.SIDE_INPUTS.get("expert_features")
     calls = []
     monkeypatch.setitem(plugins.SIDE_INPUTS._entries, "expert_features",
-                        lambda windows, fs: calls.append(len(windows)) or features(windows, fs))
+                        lambda windows, fs, records: calls.append(len(windows)) or features(windows, fs, records))
     together = predictor.predict(x)
     assert calls == [6]
     np.testing.assert_allclose(together, 0.5 * alone[0] + 0.5 * alone[1], atol=1e-6)

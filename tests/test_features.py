@@ -103,7 +103,7 @@ def test_transformer_shapes_parallel_and_clone():
     assert serial.shape == (70, len(FEATURE_NAMES))
     np.testing.assert_allclose(parallel, serial)
     extractor = clone(ECGFeatureExtractor(fs=250.0, n_jobs=1))
-    assert extractor.get_params() == {"fs": 250.0, "n_jobs": 1, "rpeak_method": "pantompkins"}
+    assert extractor.get_params() == {"fs": 250.0, "n_jobs": 1, "rpeak_method": "pantompkins", "side_inputs": ()}
     assert list(extractor.get_feature_names_out()) == list(FEATURE_NAMES)
 
 
