@@ -12,7 +12,8 @@ for a binary task, the argmax CinC score and macro ROC-AUC for a multi-class one
 - ``gb`` / ``gb_raw_labels``: the forest replaced by class-balanced histogram gradient boosting;
 - ``rf_record``: the forest on the window features plus the same features of the whole record;
 - ``rf_record_mean``: the forest on the window features plus their mean over the record's windows
-  (record context that needs only the windows, not the whole signal).
+  (record context that needs only the windows, not the whole signal: the shipped ``expert_rf_record``);
+- ``rf_record_stats``: ``rf_record_mean`` plus the standard deviation over the record's windows.
 
 The test split is not read. Examples (about 10 min each on 2 cores):
     python -m bench.expert_variants --out bench/results/cinc2017_af_expert_variants_val.csv
@@ -33,6 +34,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from ecgnet.baselines import build_expert_rf
+from ecgnet.context import record_means
 from ecgnet.dataset import list_records, load_ecg_samples
 from ecgnet.features import expert_feature_matrix, extract_features
 from ecgnet.preprocess import clean_signal
@@ -81,13 +83,6 @@ def record_scores(y_true: np.ndarray, probs: np.ndarray, classes: list[str], pos
     return {"val_cinc_score": metrics.get("cinc_score", np.nan), "val_macro_roc_auc": metrics["macro_roc_auc"]}
 
 
-def record_means(records: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """Each row replaced by the mean of the rows of its record."""
-    _, index = np.unique(records, return_inverse=True)
-    sums = np.stack([np.bincount(index, column) for column in features.T], axis=1)
-    return (sums / np.bincount(index)[:, None])[index]
-
-
 def forest(seed: int) -> Pipeline:
     """The shipped ``expert_rf`` without its feature step (it is fed computed features)."""
     return build_expert_rf((1,), 2, fs=1.0, seed=seed)[1:]
@@ -113,11 +108,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     # raw label -> task class, to sum the raw-label probabilities into the task's classes
     to_task = np.array([[task.label_map.get(raw, raw) == name for name in classes] for raw in raw_classes], float)
     window_x = {name: expert_feature_matrix(splits[name].x, samples.fs) for name in ("train", "val")}
-    whole = record_features(refs, data)
+    whole = record_features(refs, data) if not args.variants or "rf_record" in args.variants else {}
     record_x = {name: np.hstack([window_x[name], np.stack([whole[r] for r in splits[name].record])])
-                for name in window_x}
-    mean_x = {name: np.hstack([window_x[name], record_means(splits[name].record, window_x[name])])
+                for name in window_x} if whole else {}
+    means = {name: record_means(window_x[name], splits[name].record) for name in window_x}
+    mean_x = {name: np.hstack([window_x[name], means[name]]) for name in window_x}
+    spread = {name: np.sqrt(np.maximum(record_means(window_x[name] ** 2, splits[name].record) - means[name] ** 2, 0))
               for name in window_x}
+    stats_x = {name: np.hstack([mean_x[name], spread[name]]) for name in window_x}
     raw_y = np.array([raw_classes.index(raw_label[r]) for r in splits["train"].record])
     task_y, identity = splits["train"].y, np.eye(len(classes))
 
@@ -126,6 +124,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         "gb": (gradient_boosting, window_x, task_y, identity),
         "rf_record": (forest, record_x, task_y, identity),
         "rf_record_mean": (forest, mean_x, task_y, identity),
+        "rf_record_stats": (forest, stats_x, task_y, identity),
     }
     if len(raw_classes) > len(classes):
         variants.update({"rf_raw_labels": (forest, window_x, raw_y, to_task),
