@@ -81,10 +81,13 @@ def _cmd_predict(args: argparse.Namespace) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
-    for name in model_names(args.modality):
+    names = model_names(args.modality)
+    width = max(map(len, names), default=0)
+    for name in names:
         spec = get_model(name)
         params = ", ".join(f"{k}={v!r}" for k, v in spec.defaults.items())
-        log.info(f"{name:<14} {spec.modality:<6} {spec.role:<9} {params}")
+        side = f"; side inputs: {', '.join(spec.side_inputs)}" if spec.side_inputs else ""
+        log.info(f"{name:<{width}} {spec.modality:<6} {spec.role:<9} {params}{side}")
 
 
 def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:

@@ -105,3 +105,11 @@ def test_synth_then_summary_then_data_only_run(tmp_path, capsys):
 def test_parser_has_run_overrides():
     args = build_parser().parse_args(["run", "c.yaml", "--set", "a=1", "--set", "b=2"])
     assert args.set == ["a=1", "b=2"] and args.out is None
+
+
+def test_models_lists_aligned_rows_with_side_inputs(capsys):
+    assert main(["models", "--modality", "ecg"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert rows["hybrid_cnn_record"].endswith("side inputs: expert_features, record_expert_features")
+    assert "side inputs" not in rows["cnn"]
+    assert len({line.index(" ecg ") for line in rows.values()}) == 1   # one column for the modality
