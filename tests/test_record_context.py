@@ -33,12 +33,13 @@ def test_record_means_average_the_rows_of_each_record():
 def test_record_expert_features_are_the_mean_window_features_of_the_record():
     windows = np.random.default_rng(0).normal(size=(5, 250)).astype(np.float32)
     records = np.array([0, 0, 1, 1, 1])
-    features = expert_feature_matrix(windows, FS)
+    features = expert_feature_matrix(windows, FS).astype(np.float64)
     got = compute_side_input(RECORD_FEATURES_INPUT, windows, FS, records)
-    np.testing.assert_allclose(got[:2], np.repeat(features[:2].mean(0, keepdims=True), 2, axis=0), atol=1e-5)
-    np.testing.assert_allclose(got[2:], np.repeat(features[2:].mean(0, keepdims=True), 3, axis=0), atol=1e-5)
+    # float64 means rounded once to float32: within float32's relative precision
+    np.testing.assert_allclose(got[:2], np.repeat(features[:2].mean(0, keepdims=True), 2, axis=0), rtol=1e-6)
+    np.testing.assert_allclose(got[2:], np.repeat(features[2:].mean(0, keepdims=True), 3, axis=0), rtol=1e-6)
     # without record ids every window is its own record
-    np.testing.assert_allclose(compute_side_input(RECORD_FEATURES_INPUT, windows, FS), features, atol=1e-6)
+    np.testing.assert_array_equal(compute_side_input(RECORD_FEATURES_INPUT, windows, FS), features.astype(np.float32))
     with pytest.raises(BiomedError, match="4 record ids for 5 samples"):
         compute_side_input(RECORD_FEATURES_INPUT, windows, FS, records[:4])
 
@@ -48,7 +49,7 @@ def test_feature_extractor_appends_its_side_inputs_and_names_what_is_missing():
     side = np.arange(6, dtype=np.float32).reshape(3, 2)
     extractor = ECGFeatureExtractor(fs=FS, n_jobs=1, side_inputs=("context",))
     got = extractor.fit({MAIN_INPUT: windows, "context": side}).transform({MAIN_INPUT: windows, "context": side})
-    np.testing.assert_allclose(got, np.hstack([expert_feature_matrix(windows, FS), side]), atol=1e-6)
+    np.testing.assert_array_equal(got, np.hstack([ECGFeatureExtractor(fs=FS, n_jobs=1).fit_transform(windows), side]))
     assert extractor.n_features_in_ == 250
     with pytest.raises(ValueError, match=r"missing \['context'\]"):
         extractor.transform({MAIN_INPUT: windows})
@@ -123,9 +124,9 @@ def test_predict_computes_side_inputs_over_each_whole_record(run_dir, tmp_path):
     recording = Recording()
     predict_inputs(recording, card, [str(p) for p in paths], tmp_path / "p.csv", batch_size=3)
     seen = np.concatenate(recording.seen)
-    expected = np.concatenate([np.repeat(expert_feature_matrix(w, FS).mean(0, keepdims=True), len(w), axis=0)
-                               for w in (record_windows(p, card) for p in paths)])
+    expected = np.concatenate([np.repeat(expert_feature_matrix(w, FS).astype(np.float64).mean(0, keepdims=True),
+                                         len(w), axis=0) for w in (record_windows(p, card) for p in paths)])
     assert [len(s) for s in recording.seen] == [3, 3, 2]
-    np.testing.assert_allclose(seen, expected, atol=1e-5)
+    np.testing.assert_allclose(seen, expected, rtol=1e-6)
     predictor, _ = load_predictor(out)
     assert isinstance(predictor, SklearnPredictor) and predictor.side_inputs == [RECORD_FEATURES_INPUT]
