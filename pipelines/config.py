@@ -497,7 +497,7 @@ class ExperimentConfig:
             except ConfigError as err:
                 raise ConfigError(f"models[{i}].params: {err}") from None
             self.train_config(entry, where=f"models[{i}].train")
-            if spec.side_inputs and self.loader.augment.enabled:
+            if spec.side_inputs and spec.family == "keras" and self.loader.augment.enabled:   # tf.data augments
                 raise ConfigError(f"models[{i}]: {entry.label!r} takes side inputs {list(spec.side_inputs)} computed "
                                   f"once from the windows as they are, so loader.augment (noise, scaling, wander, "
                                   f"time shift) would no longer match them; set loader.augment.enabled: false")

@@ -94,6 +94,8 @@ def test_augmentation_is_refused_for_models_with_side_inputs(tmp_path):
                                           r"loader\.augment\.enabled: false"):
         load_config(write(tmp_path, {"name": "x", "models": ["cnn", "mina_rr"], **augment}))
     assert load_config(write(tmp_path, {"name": "x", "models": ["cnn"], **augment})).loader.augment.enabled
+    # scikit-learn models never see augmented windows: their side inputs always match
+    assert load_config(write(tmp_path, {"name": "x", "models": ["cnn", "expert_rf_record"], **augment}))
 
 
 def test_label_map_target_must_be_a_class(tmp_path):
