@@ -20,9 +20,9 @@ RECORD_FEATURES_INPUT = "record_expert_features"
 
 def record_means(values: np.ndarray, records: np.ndarray) -> np.ndarray:
     """Each row of ``values`` ``(n, d)`` replaced by the mean of the rows sharing its record id."""
-    _, index = np.unique(np.asarray(records), return_inverse=True)
+    ids, index = np.unique(np.asarray(records), return_inverse=True)
     index = index.ravel()
-    sums = np.zeros((index.max() + 1 if len(index) else 0, values.shape[1]), np.float64)
+    sums = np.zeros((len(ids), values.shape[1]), np.float64)
     np.add.at(sums, index, values)
     return (sums / np.bincount(index)[:, None])[index].astype(np.float32)
 

@@ -68,8 +68,7 @@ def _side_of(side: dict[str, np.ndarray] | None, names: list[str], x: np.ndarray
              ) -> dict[str, np.ndarray]:
     """The side inputs ``names`` from ``side``; missing ones computed with each window its own record."""
     side = dict(side or {})
-    missing = [name for name in names if name not in side]
-    side.update(record_side_inputs(missing, x, np.arange(len(x)), fs))
+    side.update({name: compute_side_input(name, x, fs) for name in names if name not in side})
     return side
 
 
