@@ -40,12 +40,8 @@ SPECTRAL_FEATURES = (
     "dominant_freq", "power_0_4", "power_4_9", "power_9_15", "power_15_40", "spectral_entropy",
 )
 QUALITY_FEATURES = ("kurtosis", "skewness", "clipped_frac")
-ECTOPY_FEATURES = (
-    "rr_premature_frac", "rr_compensatory_frac", "rr_lag1_autocorr", "beat_outlier_frac",
-    "st_level", "t_amplitude", "s_depth",
-)
 FEATURE_NAMES: tuple[str, ...] = (RHYTHM_FEATURES + IRREGULARITY_FEATURES + MORPHOLOGY_FEATURES
-                                  + SPECTRAL_FEATURES + QUALITY_FEATURES + ECTOPY_FEATURES)
+                                  + SPECTRAL_FEATURES + QUALITY_FEATURES)
 
 _COMPUTED: "OrderedDict[tuple, np.ndarray]" = OrderedDict()  # feature arrays by window-array digest
 _COMPUTED_MAX = 16
@@ -58,12 +54,6 @@ _P_WINDOW_S = (0.25, 0.05)      # pre-R segment holding the P wave
 _FWAVE_BAND_HZ = (4.0, 9.0)
 _BANDS_HZ = ((0.0, 4.0), (4.0, 9.0), (9.0, 15.0), (15.0, 40.0))
 _CLIP_MARGIN = 0.01
-_PREMATURE = 0.85          # an RR below this fraction of the window's median RR is premature
-_COMPENSATORY = 1.10       # ... and one above this fraction after it is a compensatory pause
-_OUTLIER_BEAT_CORR = 0.8   # beats correlating less with the average beat are outliers (ectopic, noisy)
-_ST_S = (0.06, 0.10)       # ST segment, after R
-_T_S = (0.15, 0.45)        # T wave, after R
-_S_S = 0.10                # S wave search, after R
 
 
 def extract_features(signal: np.ndarray, fs: float, rpeak_method: str = DEFAULT_METHOD) -> np.ndarray:
@@ -106,7 +96,6 @@ def _window_features(raw: np.ndarray, fs: float, peaks: np.ndarray, filtered: _F
         rr = np.diff(peaks) / fs
         values.update(_rhythm_features(rr))
         values.update(_irregularity_features(rr))
-        values.update(_ectopy_features(rr))
         values.update(_morphology_features(clean, filtered.fwaves[row], peaks, fs))
         values.update(_spectral_features(filtered.freqs, filtered.psd[row]))
     vector = np.array([values.get(name, np.nan) for name in FEATURE_NAMES], dtype=float)
@@ -151,22 +140,6 @@ def _irregularity_features(rr: np.ndarray) -> dict[str, float]:
         sampen = sample_entropy(rr, SAMPEN_M, SAMPEN_R_S)
         out.update({"rr_sampen": sampen,
                     "rr_cosen": sampen + np.log(2 * SAMPEN_R_S) - np.log(rr.mean())})
-    return out
-
-
-def _ectopy_features(rr: np.ndarray) -> dict[str, float]:
-    """Premature beats, premature beats with a compensatory pause, and RR alternation (bigeminy: lag-1
-    autocorrelation near -1)."""
-    if rr.size < 2:
-        return {}
-    relative = rr / np.median(rr)
-    premature = relative < _PREMATURE
-    out = {"rr_premature_frac": premature.mean(),
-           "rr_compensatory_frac": np.mean(premature[:-1] & (relative[1:] > _COMPENSATORY))}
-    deviation = rr - rr.mean()
-    variance = np.sum(deviation**2)
-    if variance > 0:
-        out["rr_lag1_autocorr"] = np.sum(deviation[:-1] * deviation[1:]) / variance
     return out
 
 
@@ -239,28 +212,13 @@ def _morphology_features(x: np.ndarray, fwaves: np.ndarray, peaks: np.ndarray, f
     out.update({"qrs_width": _half_height_width(template, before, fs),
                 "p_energy": template[p_start:p_end].std() / scale,
                 "tq_sd": out.get("tq_sd", np.nan) / scale})
-    out.update(_repolarization_features(template, before, fs, scale))
     if len(beats) >= 2:
         corr = _row_corr(beats, average)
         amplitudes = np.abs(beats[:, before])
         out.update({"beat_corr_mean": corr.mean(), "beat_corr_sd": corr.std(),
-                    "beat_outlier_frac": np.mean(corr < _OUTLIER_BEAT_CORR),
                     "p_corr": _mean_pairwise_corr(beats[:, p_start:p_end]),
                     "r_amp_cv": amplitudes.std() / amplitudes.mean()})
     return out
-
-
-def _repolarization_features(template: np.ndarray, r_index: int, fs: float, scale: float) -> dict[str, float]:
-    """ST level, T-wave amplitude (signed, the largest deviation) and S depth of the upright average beat,
-    relative to its pre-R baseline and in units of its QRS amplitude ``scale``."""
-    beat = template - np.median(template[:r_index])
-    st = beat[r_index + int(_ST_S[0] * fs):r_index + int(_ST_S[1] * fs)]
-    t_wave = beat[r_index + int(_T_S[0] * fs):r_index + int(_T_S[1] * fs)]
-    s_wave = beat[r_index:r_index + max(int(_S_S * fs), 1)]
-    if st.size == 0 or t_wave.size == 0:  # sampling rates too low to resolve the segments
-        return {}
-    return {"st_level": st.mean() / scale, "t_amplitude": t_wave[np.argmax(np.abs(t_wave))] / scale,
-            "s_depth": -s_wave.min() / scale}
 
 
 def _half_height_width(template: np.ndarray, r_index: int, fs: float) -> float:
@@ -408,7 +366,7 @@ class ECGFeatureExtractor(BaseEstimator, TransformerMixin):
 
 
 def expert_feature_matrix(windows: np.ndarray, fs: float | None, records: np.ndarray | None = None) -> np.ndarray:
-    """The expert features of ECG windows ``(n, T)`` or ``(n, T, 1)`` as float32 ``(n, len(FEATURE_NAMES))``.
+    """The expert features of ECG windows ``(n, T)`` or ``(n, T, 1)`` as float32 ``(n, 41)``.
 
     The ``expert_features`` side input of models such as ``hybrid_cnn``; each window is
     described alone, so the side-input protocol's ``records`` is not used.
