@@ -562,6 +562,7 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise BiomedError(f"unknown quantisation {quantize!r}; choose one of {', '.join(QUANTIZATIONS)}")
     out = Path(out)
+    _refuse_source_folder(source, out)
     if model_format == "skops":
         return _export_skops(source, out)
     if model_format == "ensemble":
@@ -569,6 +570,15 @@ def export_model(source: ExportSource, model_format: str, out: Path, quantize: s
     with tempfile.TemporaryDirectory() as tmp:
         model, keras_file, extra = _deployed_model(source, Path(tmp))
         return _export(source, model, keras_file, extra, model_format, out, quantize, isolated)
+
+
+def _refuse_source_folder(source: ExportSource, out: Path) -> None:
+    """Refuse an export folder that is the run folder or holds a model being exported: the export's
+    files (``model.keras``, ``model_card.json``, ...) would overwrite or mix with the source's."""
+    sources = [source.run_dir, source.model_file.parent, *(member.model_file.parent for member in source.members)]
+    if out.resolve() in {folder.resolve() for folder in sources if folder is not None}:
+        raise BiomedError(f"--out {out} is the run folder or the folder of a model being exported; "
+                          f"export into a folder of its own (e.g. {out / 'export'})")
 
 
 def _deployed_model(source: ExportSource, tmp: Path) -> tuple[Any, Path, dict[str, Any]]:

@@ -100,6 +100,17 @@ def test_int8_without_a_run_folder_is_refused(tmp_path):
         convert_tflite(path, tmp_path / "q.tflite", "int8")
 
 
+def test_export_into_the_source_models_folder_is_refused(tmp_path):
+    _, path = _saved(tmp_path, "cnn")
+    before = path.read_bytes()
+    for out in (tmp_path, tmp_path / "." / ""):
+        with pytest.raises(BiomedError, match="folder of its own"):
+            export_model(ExportSource(path), "keras", out)
+    assert path.read_bytes() == before and not (tmp_path / "model_card.json").exists()
+    export_model(ExportSource(path), "keras", tmp_path / "export")     # a folder inside is fine
+    assert (tmp_path / "export" / "model.keras").is_file()
+
+
 def test_lambda_model_is_refused_in_safe_mode(tmp_path, capsys):
     import keras
 
