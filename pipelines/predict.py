@@ -177,6 +177,11 @@ class SklearnPredictor:
         if not classes.size or classes.dtype.kind not in "iu" or classes.min() < 0 or classes.max() >= n_classes:
             raise BiomedError(f"{path}: the model's classes {classes.tolist()} are not class indices of the "
                               f"card's {n_classes} classes")
+        declared = [list(value) for key, value in self.model.get_params(deep=True).items()
+                    if key.rsplit("__", 1)[-1] == "side_inputs"]   # a step taking side inputs names them so
+        if declared and declared[0] != self.side_inputs:
+            raise BiomedError(f"{path}: the model reads the side inputs {declared[0]}, its card lists "
+                              f"{self.side_inputs}; re-export it with biomed export")
         expected = int(np.prod(input_shape[1:]))
         if getattr(self.model, "n_features_in_", expected) != expected:
             raise BiomedError(f"{path}: the model takes {self.model.n_features_in_} values per input, the "

@@ -130,3 +130,5 @@ def test_predict_computes_side_inputs_over_each_whole_record(run_dir, tmp_path):
     np.testing.assert_allclose(seen, expected, rtol=1e-6)
     predictor, _ = load_predictor(out)
     assert isinstance(predictor, SklearnPredictor) and predictor.side_inputs == [RECORD_FEATURES_INPUT]
+    with pytest.raises(BiomedError, match=r"reads the side inputs \['record_expert_features'\], its card lists \[\]"):
+        SklearnPredictor(out / "model.skops", card["input"]["shape"], 2, side_inputs=[], fs=FS)
