@@ -13,6 +13,8 @@ feature branch.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 from keras import layers
 
@@ -78,12 +80,18 @@ def _hybrid(input_shape: tuple[int, ...], n_classes: int, feature_inputs: tuple[
     keras.utils.set_random_seed(seed)
     reg = l1_l2(l1, l2)
     ecg = keras.Input(shape=input_shape, name="ecg")
-    inputs = {input_name: keras.Input(shape=(len(FEATURE_NAMES),), name=input_name) for input_name in feature_inputs}
-    features = (layers.Concatenate(name="features")(list(inputs.values())) if len(inputs) > 1
-                else inputs[feature_inputs[0]])
+    inputs, features = expert_feature_inputs(feature_inputs)
     wave = conv_stack(ecg, filters=filters, kernel_size=kernel_size, depth=depth, pool_size=pool_size,
                       regularizer=reg)
     wave = layers.GlobalAveragePooling1D(name="global_pool")(wave)
     fused = fuse_expert_features(wave, features, units=feature_units, dropout=feature_dropout, regularizer=reg)
     return keras.Model({"ecg": ecg, **inputs},
                        classifier_head(fused, n_classes, dropout=dropout, regularizer=reg), name=name)
+
+
+def expert_feature_inputs(names: tuple[str, ...]) -> tuple[dict[str, Any], Any]:
+    """One Keras input of ``len(FEATURE_NAMES)`` columns per side input in ``names``, and their concatenation
+    (the input itself when there is one)."""
+    inputs = {name: keras.Input(shape=(len(FEATURE_NAMES),), name=name) for name in names}
+    joined = layers.Concatenate(name="features")(list(inputs.values())) if len(inputs) > 1 else inputs[names[0]]
+    return inputs, joined

@@ -74,12 +74,11 @@ import keras
 from keras import layers
 
 from ecgnet.context import RECORD_FEATURES_INPUT
-from ecgnet.features import FEATURE_NAMES
 from ecgnet.knowledge import (DEFAULT_BANDS, BandFilterBank, BeatKnowledge, FrequencyKnowledge,
                               RhythmKnowledge, RRKnowledge)
 from ecgnet.layers import (AttentionPooling, ChannelEmbedding, FoldBatch, Segment, UnfoldBatch,
                            classifier_head, fuse_expert_features, n_segments)
-from ecgnet.models.hybrid import FEATURES_INPUT
+from ecgnet.models.hybrid import FEATURES_INPUT, expert_feature_inputs
 from ecgnet.rhythm import RR_INPUT
 from pipelines.errors import ConfigError
 from pipelines.modeling import l1_l2, register_model
@@ -275,11 +274,8 @@ def _build(input_shape: tuple[int, ...], n_classes: int, *, name: str, fs: float
     x, _ = AttentionPooling(attention_units, kernel_regularizer=reg, name="frequency_attention")(
         [x, frequency_knowledge])                                                     # (B, 2U)
     if feature_inputs:
-        features = {input_name: keras.Input(shape=(len(FEATURE_NAMES),), name=input_name)
-                    for input_name in feature_inputs}
+        features, joined = expert_feature_inputs(feature_inputs)
         inputs = {**inputs, **features}
-        joined = (layers.Concatenate(name="features")(list(features.values())) if len(features) > 1
-                  else features[feature_inputs[0]])
         x = fuse_expert_features(x, joined, units=feature_units, dropout=feature_dropout, regularizer=reg)
     return keras.Model(inputs, classifier_head(x, n_classes, dropout=dropout, regularizer=reg),
                        name=name)
