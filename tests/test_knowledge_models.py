@@ -30,9 +30,7 @@ def _config(base: Path, **overrides) -> Path:
                    {"type": "hybrid_cnn_record", "params": {"filters": 4, "depth": 2, "feature_units": 8},
                     "train": {"epochs": 1}},
                    {"type": "mina_rr", "params": MINA_TINY, "train": {"epochs": 1}},
-                   {"type": "mina_hybrid", "params": {**MINA_TINY, "feature_units": 8}, "train": {"epochs": 1}},
-                   {"type": "mina_hybrid_record", "params": {**MINA_TINY, "feature_units": 8},
-                    "train": {"epochs": 1}}],
+                   {"type": "mina_hybrid", "params": {**MINA_TINY, "feature_units": 8}, "train": {"epochs": 1}}],
         **overrides}
     path = base / "knowledge.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -41,7 +39,7 @@ def _config(base: Path, **overrides) -> Path:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    """A finished tiny run of the models with side inputs (hybrid_cnn(_record), mina_rr, mina_hybrid(_record)) with a
+    """A finished tiny run of the models with side inputs (hybrid_cnn(_record), mina_rr, mina_hybrid) with a
     denser training stride."""
     from ecgnet.synthetic import synthesize_records
 
@@ -78,9 +76,7 @@ def test_per_model_training_keys_apply(run_dir):
 
 @pytest.mark.parametrize("name, side_inputs", [("hybrid_cnn", ["expert_features"]), ("mina_rr", ["rr_intervals"]),
                                                ("mina_hybrid", ["rr_intervals", "expert_features"]),
-                                               ("hybrid_cnn_record", ["expert_features", "record_expert_features"]),
-                                               ("mina_hybrid_record",
-                                                ["rr_intervals", "expert_features", "record_expert_features"])])
+                                               ("hybrid_cnn_record", ["expert_features", "record_expert_features"])])
 def test_knowledge_model_exports_and_predicts_with_its_side_inputs(run_dir, tmp_path, name, side_inputs):
     from pipelines.export import load_keras_model
     from pipelines.predict import load_predictor

@@ -73,7 +73,6 @@ from typing import Any, Sequence
 import keras
 from keras import layers
 
-from ecgnet.context import RECORD_FEATURES_INPUT
 from ecgnet.knowledge import (DEFAULT_BANDS, BandFilterBank, BeatKnowledge, FrequencyKnowledge,
                               RhythmKnowledge, RRKnowledge)
 from ecgnet.layers import (AttentionPooling, ChannelEmbedding, FoldBatch, Segment, UnfoldBatch,
@@ -128,8 +127,7 @@ def build_mina(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None
     Returns:
         An uncompiled functional model with output ``probs`` ``(B, n_classes)``.
     """
-    return _build(**locals(), name="mina", rr_knowledge=False, feature_inputs=(), feature_units=0,
-                  feature_dropout=0.0)
+    return _build(**locals(), rr_knowledge=False, feature_units=0, feature_dropout=0.0)
 
 
 def build_mina_rr(input_shape: tuple[int, ...], n_classes: int, **params: Any) -> keras.Model:
@@ -148,8 +146,7 @@ def build_mina_rr(input_shape: tuple[int, ...], n_classes: int, **params: Any) -
         An uncompiled functional model with inputs ``ecg`` ``(B, T, 1)`` and
         ``rr_intervals`` ``(B, T, 1)`` and output ``probs`` ``(B, n_classes)``.
     """
-    return _build(input_shape, n_classes, name="mina_rr", rr_knowledge=True, feature_inputs=(), feature_units=0,
-                  feature_dropout=0.0, **params)
+    return _build(input_shape, n_classes, rr_knowledge=True, feature_units=0, feature_dropout=0.0, **params)
 
 
 build_mina_rr.__signature__ = inspect.signature(build_mina, eval_str=True)   # the registry reads defaults and types here
@@ -171,49 +168,28 @@ def build_mina_hybrid(input_shape: tuple[int, ...], n_classes: int, *, feature_u
         An uncompiled functional model with inputs ``ecg`` ``(B, T, 1)``, ``rr_intervals``
         ``(B, T, 1)`` and ``expert_features`` ``(B, 41)`` and output ``probs`` ``(B, n_classes)``.
     """
-    return _build_hybrid(input_shape, n_classes, "mina_hybrid", (FEATURES_INPUT,), feature_units=feature_units,
-                         feature_dropout=feature_dropout, **params)
-
-
-def build_mina_hybrid_record(input_shape: tuple[int, ...], n_classes: int, *, feature_units: int = 64,
-                             feature_dropout: float = 0.2, **params: Any) -> keras.Model:
-    """``mina_hybrid`` whose feature branch reads the window's expert features and its record's mean
-    features side by side (record context, :mod:`ecgnet.context`), as ``hybrid_cnn_record`` does.
-
-    Same hyperparameters as :func:`build_mina_hybrid`. Inputs ``ecg``, ``rr_intervals``,
-    ``expert_features`` and ``record_expert_features``.
-    """
-    return _build_hybrid(input_shape, n_classes, "mina_hybrid_record", (FEATURES_INPUT, RECORD_FEATURES_INPUT),
-                         feature_units=feature_units, feature_dropout=feature_dropout, **params)
-
-
-def _build_hybrid(input_shape: tuple[int, ...], n_classes: int, name: str, feature_inputs: tuple[str, ...], *,
-                  feature_units: int, feature_dropout: float, **params: Any) -> keras.Model:
-    """``mina_rr`` fused with the expert-feature side inputs ``feature_inputs`` (see :func:`build_mina_hybrid`)."""
     if feature_units < 1:
-        raise ConfigError(f"model {name!r}: feature_units must be a positive integer, got {feature_units}")
-    return _build(input_shape, n_classes, name=name, rr_knowledge=True, feature_inputs=feature_inputs,
-                  feature_units=feature_units, feature_dropout=feature_dropout, **params)
+        raise ConfigError(f"model 'mina_hybrid': feature_units must be a positive integer, got {feature_units}")
+    return _build(input_shape, n_classes, rr_knowledge=True, feature_units=feature_units,
+                  feature_dropout=feature_dropout, **params)
 
 
 _FEATURE_PARAMETERS = [p for p in inspect.signature(build_mina_hybrid, eval_str=True).parameters.values()
                        if p.name in ("feature_units", "feature_dropout")]
-for _builder in (build_mina_hybrid, build_mina_hybrid_record):
-    _builder.__signature__ = inspect.Signature(   # the registry reads mina's defaults and the two above
-        list(inspect.signature(build_mina, eval_str=True).parameters.values()) + _FEATURE_PARAMETERS)
+build_mina_hybrid.__signature__ = inspect.Signature(      # the registry reads mina's defaults and the two above
+    list(inspect.signature(build_mina, eval_str=True).parameters.values()) + _FEATURE_PARAMETERS)
 register_model("mina_hybrid", family="keras", modality="ecg",
                side_inputs=(RR_INPUT, FEATURES_INPUT))(build_mina_hybrid)
-register_model("mina_hybrid_record", family="keras", modality="ecg",
-               side_inputs=(RR_INPUT, FEATURES_INPUT, RECORD_FEATURES_INPUT))(build_mina_hybrid_record)
 
 
-def _build(input_shape: tuple[int, ...], n_classes: int, *, name: str, fs: float | None, seed: int, l1: float,
+def _build(input_shape: tuple[int, ...], n_classes: int, *, fs: float | None, seed: int, l1: float,
            l2: float, dropout: float, segments_per_second: float, filters: int, kernel_size: int,
            conv_stride: int, units: int, attention_units: int, beat_attention_units: int,
            beat_depth: int, unroll: bool, channels: Sequence[str], rr_knowledge: bool,
-           feature_inputs: tuple[str, ...], feature_units: int, feature_dropout: float) -> keras.Model:
-    """The MINA graph (see :func:`build_mina`) named ``name``, with RR knowledge at the rhythm level if
-    asked and fused with the concatenated expert-feature side inputs ``feature_inputs`` when there are any."""
+           feature_units: int, feature_dropout: float) -> keras.Model:
+    """The MINA graph (see :func:`build_mina`), with RR knowledge at the rhythm level if asked and
+    fused with the expert features when ``feature_units`` > 0."""
+    name = "mina_hybrid" if feature_units else "mina_rr" if rr_knowledge else "mina"
     if not fs:
         raise ConfigError(f"model {name!r} needs the sampling rate fs")
     keras.utils.set_random_seed(seed)
@@ -273,8 +249,8 @@ def _build(input_shape: tuple[int, ...], n_classes: int, *, name: str, fs: float
     x = ChannelEmbedding(name="channel_embedding")(x)
     x, _ = AttentionPooling(attention_units, kernel_regularizer=reg, name="frequency_attention")(
         [x, frequency_knowledge])                                                     # (B, 2U)
-    if feature_inputs:
-        features, joined = expert_feature_inputs(feature_inputs)
+    if feature_units:
+        features, joined = expert_feature_inputs((FEATURES_INPUT,))
         inputs = {**inputs, **features}
         x = fuse_expert_features(x, joined, units=feature_units, dropout=feature_dropout, regularizer=reg)
     return keras.Model(inputs, classifier_head(x, n_classes, dropout=dropout, regularizer=reg),
