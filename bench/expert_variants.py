@@ -15,6 +15,9 @@ for a binary task, the argmax CinC score and macro ROC-AUC for a multi-class one
   (record context that needs only the windows, not the whole signal: the shipped ``expert_rf_record``);
 - ``rf_record_stats``: ``rf_record_mean`` plus the standard deviation over the record's windows.
 
+``--min-samples-leaf 2 5 10`` scores every forest variant at each leaf size (``rf_leaf5``, ...;
+2 is the shipped one and keeps the plain name).
+
 The test split is not read. Examples (about 10 min each on 2 cores):
     python -m bench.expert_variants --out bench/results/cinc2017_af_expert_variants_val.csv
     python -m bench.expert_variants --config configs/cinc2017_4class.yaml \
@@ -52,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", default="configs/cinc2017_af.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=None, help="score only these variants")
+    parser.add_argument("--min-samples-leaf", type=int, nargs="+", default=[2],
+                        help="the forests' min_samples_leaf, each value scored (default: expert_rf's 2)")
     parser.add_argument("--out", type=Path, default=None, help="write one row per variant × seed as CSV")
     return parser.parse_args(argv)
 
@@ -83,9 +88,9 @@ def record_scores(y_true: np.ndarray, probs: np.ndarray, classes: list[str], pos
     return {"val_cinc_score": metrics.get("cinc_score", np.nan), "val_macro_roc_auc": metrics["macro_roc_auc"]}
 
 
-def forest(seed: int) -> Pipeline:
+def forest(seed: int, min_samples_leaf: int = 2) -> Pipeline:
     """The shipped ``expert_rf`` without its feature step (it is fed computed features)."""
-    return build_expert_rf((1,), 2, fs=1.0, seed=seed)[1:]
+    return build_expert_rf((1,), 2, fs=1.0, seed=seed, min_samples_leaf=min_samples_leaf)[1:]
 
 
 def gradient_boosting(seed: int) -> Pipeline:
@@ -132,12 +137,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     variants = {name: spec for name, spec in variants.items() if not args.variants or name in args.variants}
     rows = []
     for name, (factory, features, labels, class_map) in variants.items():  # rows: classes seen in training
-        for seed in args.seeds:
-            model = factory(seed).fit(features["train"], labels)
-            y_true, probs = per_record(splits["val"], model.predict_proba(features["val"]) @ class_map[model.classes_])
-            rows.append({"variant": name, "seed": seed, "val_records": len(y_true),
-                         **record_scores(y_true, probs, classes, task.positive)})
-            print(rows[-1], flush=True)
+        for leaf in args.min_samples_leaf if factory is forest else [None]:
+            for seed in args.seeds:
+                model = (factory(seed, leaf) if leaf else factory(seed)).fit(features["train"], labels)
+                y_true, probs = per_record(splits["val"],
+                                           model.predict_proba(features["val"]) @ class_map[model.classes_])
+                rows.append({"variant": name if leaf in (None, 2) else f"{name}_leaf{leaf}", "seed": seed,
+                             "val_records": len(y_true), **record_scores(y_true, probs, classes, task.positive)})
+                print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     scores = [column for column in table.columns if column.startswith("val_") and column != "val_records"]
     print(table.groupby("variant", sort=False)[scores].agg(["mean", "std"]).round(4))

@@ -44,3 +44,14 @@ def test_variants_option_scores_only_the_named_ones(tmp_path):
 
     assert table["variant"].tolist() == ["rf_record_mean"]
     assert table["seed"].tolist() == [3]
+
+
+def test_leaf_sizes_score_each_forest_and_differ(tmp_path):
+    config_file = write_tiny_experiment(tmp_path, ["expert_rf"])
+
+    table = expert_variants.main(["--config", str(config_file), "--seeds", "0", "--variants", "rf", "gb",
+                                  "--min-samples-leaf", "2", "50"])
+
+    assert table["variant"].tolist() == ["rf", "rf_leaf50", "gb"]    # boosting has no leaf setting
+    assert expert_variants.forest(0)[-1].min_samples_leaf == 2
+    assert expert_variants.forest(0, 50)[-1].min_samples_leaf == 50
