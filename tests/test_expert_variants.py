@@ -14,7 +14,7 @@ TASKS = {
                {"rf", "gb", "rf_record", "rf_record_mean", "rf_record_stats", "rf_raw_labels", "gb_raw_labels"},
                ["val_roc_auc", "val_pr_auc"]),
     "four_classes": ({"classes": ["N", "A", "O", "~"]}, {"rf", "gb", "rf_record", "rf_record_mean", "rf_record_stats"},
-                     ["val_cinc_score", "val_macro_roc_auc"]),
+                     ["val_cinc_score", "val_cinc_score_weighted", "val_macro_roc_auc"]),
 }
 
 
