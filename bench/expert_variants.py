@@ -28,6 +28,7 @@ The test split is not read. Examples (about 10 min each on 2 cores):
 from __future__ import annotations
 
 import argparse
+import inspect
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,8 @@ from pipelines.metrics import choose_class_weights, multiclass_metrics
 from pipelines.samples import SampleSet
 from pipelines.splits import assign_splits, split_samples
 
+SHIPPED_LEAF = inspect.signature(build_expert_rf).parameters["min_samples_leaf"].default
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
@@ -56,8 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", default="configs/cinc2017_af.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--variants", nargs="+", default=None, help="score only these variants")
-    parser.add_argument("--min-samples-leaf", type=int, nargs="+", default=[2],
-                        help="the forests' min_samples_leaf, each value scored (default: expert_rf's 2)")
+    parser.add_argument("--min-samples-leaf", type=int, nargs="+", default=[SHIPPED_LEAF],
+                        help=f"the forests' min_samples_leaf, each value scored (default: expert_rf's {SHIPPED_LEAF})")
     parser.add_argument("--out", type=Path, default=None, help="write one row per variant × seed as CSV")
     return parser.parse_args(argv)
 
@@ -92,7 +95,7 @@ def record_scores(y_true: np.ndarray, probs: np.ndarray, classes: list[str], pos
             "val_cinc_score_weighted": weighted.get("cinc_score", np.nan), "val_macro_roc_auc": metrics["macro_roc_auc"]}
 
 
-def forest(seed: int, min_samples_leaf: int = 2) -> Pipeline:
+def forest(seed: int, min_samples_leaf: int = SHIPPED_LEAF) -> Pipeline:
     """The shipped ``expert_rf`` without its feature step (it is fed computed features)."""
     return build_expert_rf((1,), 2, fs=1.0, seed=seed, min_samples_leaf=min_samples_leaf)[1:]
 
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                 model = (factory(seed, leaf) if leaf else factory(seed)).fit(features["train"], labels)
                 y_true, probs = per_record(splits["val"],
                                            model.predict_proba(features["val"]) @ class_map[model.classes_])
-                rows.append({"variant": name if leaf in (None, 2) else f"{name}_leaf{leaf}", "seed": seed,
+                rows.append({"variant": name if leaf in (None, SHIPPED_LEAF) else f"{name}_leaf{leaf}", "seed": seed,
                              "val_records": len(y_true), **record_scores(y_true, probs, classes, task.positive)})
                 print(rows[-1], flush=True)
     table = pd.DataFrame(rows)

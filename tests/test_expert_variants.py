@@ -46,7 +46,7 @@ def test_variants_option_scores_only_the_named_ones(tmp_path):
     assert table["seed"].tolist() == [3]
 
 
-def test_leaf_sizes_score_each_forest_and_differ(tmp_path):
+def test_leaf_sizes_score_each_forest(tmp_path):
     config_file = write_tiny_experiment(tmp_path, ["expert_rf"])
 
     table = expert_variants.main(["--config", str(config_file), "--seeds", "0", "--variants", "rf", "gb",

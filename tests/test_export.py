@@ -103,7 +103,7 @@ def test_int8_without_a_run_folder_is_refused(tmp_path):
 def test_export_into_the_source_models_folder_is_refused(tmp_path):
     _, path = _saved(tmp_path, "cnn")
     before = path.read_bytes()
-    for out in (tmp_path, tmp_path / "." / ""):
+    for out in (tmp_path, tmp_path / "sub" / ".."):
         with pytest.raises(BiomedError, match="folder of its own"):
             export_model(ExportSource(path), "keras", out)
     assert path.read_bytes() == before and not (tmp_path / "model_card.json").exists()
