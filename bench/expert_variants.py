@@ -17,8 +17,7 @@ ROC-AUC for a multi-class one.
 - ``rf_record_stats``: ``rf_record_mean`` plus the standard deviation over the record's windows.
 
 ``--min-samples-leaf 2 5 10`` scores every forest variant at each leaf size (``rf_leaf5``, ...;
-2 is the shipped one and keeps the plain name). ``--set`` overrides the config as in ``biomed run``
-(e.g. ``--set data.preprocess.window_s=20`` to score the features of longer windows).
+2 is the shipped one and keeps the plain name).
 
 The test split is not read. Examples (about 10 min each on 2 cores):
     python -m bench.expert_variants --out bench/results/cinc2017_af_expert_variants_val.csv
@@ -62,8 +61,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", default=None, help="score only these variants")
     parser.add_argument("--min-samples-leaf", type=int, nargs="+", default=[SHIPPED_LEAF],
                         help=f"the forests' min_samples_leaf, each value scored (default: expert_rf's {SHIPPED_LEAF})")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, as biomed run --set (repeatable)")
     parser.add_argument("--out", type=Path, default=None, help="write one row per variant × seed as CSV")
     return parser.parse_args(argv)
 
@@ -112,7 +109,7 @@ def gradient_boosting(seed: int) -> Pipeline:
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Score every variant × seed on validation; print and optionally write the table."""
     args = parse_args(argv)
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config)
     data, task = config.data, config.data.task
     samples = load_ecg_samples(data)
     splits = split_samples(samples, assign_splits(samples, data.split))

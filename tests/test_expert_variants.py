@@ -55,15 +55,3 @@ def test_leaf_sizes_score_each_forest(tmp_path):
     assert table["variant"].tolist() == ["rf", "rf_leaf50", "gb"]    # boosting has no leaf setting
     assert expert_variants.forest(0)[-1].min_samples_leaf == 2
     assert expert_variants.forest(0, 50)[-1].min_samples_leaf == 50
-
-
-def test_set_overrides_the_config_as_biomed_run(tmp_path, monkeypatch):
-    config_file = write_tiny_experiment(tmp_path, ["expert_rf"])
-    seen = []
-    real = expert_variants.load_ecg_samples
-    monkeypatch.setattr(expert_variants, "load_ecg_samples", lambda data: seen.append(data.preprocess) or real(data))
-
-    expert_variants.main(["--config", str(config_file), "--seeds", "0", "--variants", "rf",
-                          "--set", "data.preprocess.window_s=3", "--set", "data.preprocess.stride_s=3"])
-
-    assert (seen[0].window_s, seen[0].stride_s) == (3, 3)
