@@ -5,7 +5,9 @@ stores the validation predictions of every Keras and scikit-learn model in
 ``predictions.csv``, and this script scores them: ROC-AUC and PR-AUC for binary
 tasks; macro ROC-AUC and the argmax CinC score (mean F1 of N, A, O) for multi-class
 ones, plus the CinC score with class weights chosen on these same records (in-sample,
-so optimistic: what ``evaluation.class_weights: validation`` starts from).
+so optimistic: what ``evaluation.class_weights: validation`` starts from) and those weights'
+held-out gain over the argmax (chosen on half the records, scored on the other half: positive
+means ``class_weights: cross_fitted`` keeps them).
 
 Example:
     python -m bench.val_scores runs/mina_3ch runs/mina_f24_sps3_s15 --out bench/results/mina_variants_val.csv
@@ -21,7 +23,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pipelines.artifacts import write_csv
 from pipelines.ensembles import average_predictions
-from pipelines.metrics import LEVELS, choose_class_weights, level_predictions, multiclass_metrics
+from pipelines.metrics import (LEVELS, choose_class_weights, class_weights_held_out_gain, level_predictions,
+                               multiclass_metrics)
 from pipelines.predictions import Predictions
 from pipelines.report import load_run
 
@@ -41,7 +44,8 @@ def val_scores(predictions: Predictions) -> list[dict]:
         weighted = multiclass_metrics(val.y_true, val.probs, classes, weights)
         rows.append({"level": level, "val_macro_roc_auc": argmax["macro_roc_auc"],
                      "val_score_argmax": argmax.get("cinc_score", argmax["macro_f1"]),
-                     "val_score_weighted_in_sample": weighted.get("cinc_score", weighted["macro_f1"])})
+                     "val_score_weighted_in_sample": weighted.get("cinc_score", weighted["macro_f1"]),
+                     "val_class_weights_held_out_gain": class_weights_held_out_gain(val.y_true, val.probs, classes)})
     return rows
 
 

@@ -454,11 +454,14 @@ class EvaluationConfig:
 
     ``class_weights: validation`` decides multi-class tasks by the argmax of the probabilities scaled
     by per-class weights chosen on the validation split (maximising macro F1; over N, A, O for the
-    CinC 2017 task), as binary tasks choose their threshold there; ``none`` takes the plain argmax.
+    CinC 2017 task), as binary tasks choose their threshold there; ``cross_fitted`` uses those weights
+    only when, chosen on one half of the validation records and scored on the other, they beat the
+    argmax (per model × seed; ``pipelines.metrics.class_weights_held_out_gain``); ``none`` takes the
+    plain argmax.
     """
 
     tta: list[str] = field(default_factory=list)
-    class_weights: Literal["none", "validation"] = "none"
+    class_weights: Literal["none", "validation", "cross_fitted"] = "none"
 
 
 def _check_fraction(value: float, where: str, *, upper_open: bool) -> None:

@@ -720,7 +720,7 @@ def _run_fields(source: ExportSource) -> dict[str, Any]:
         task = Task.of(config.data.task.classes, config.data.task.positive)
         predictions = average_predictions(run_dir, [(m.model, m.seed, m.weight) for m in source.members], task,
                                           f"ensemble {source.model!r}")
-        rows = pd.DataFrame(evaluate_predictions(predictions, config.evaluation.class_weights == "validation"))
+        rows = pd.DataFrame(evaluate_predictions(predictions, config.evaluation.class_weights))
     else:
         metrics = pd.read_csv(run_dir / "metrics.csv")
         rows = metrics[(metrics["model"] == source.model) & (metrics["seed"] == source.seed)]

@@ -3,8 +3,9 @@
 Binary tasks pick the decision threshold on the validation rows and apply it to
 the test rows; multi-class tasks use the argmax, or (``evaluation.class_weights:
 validation``) the argmax of probabilities scaled by per-class weights chosen on the
-validation rows. Both are computed per window and per record (a record's score is
-the mean of its window probabilities).
+validation rows, or (``cross_fitted``) those weights only when, chosen on one half of the
+validation rows, they beat the argmax on the other half. Both are computed per window and
+per record (a record's score is the mean of its window probabilities).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import (accuracy_score, average_precision_score, confusion_matrix, f1_score,
                              precision_recall_curve, roc_auc_score)
+from sklearn.model_selection import StratifiedKFold
 
 from pipelines.predictions import Predictions, weighted_argmax
 
@@ -26,6 +28,9 @@ _KEYS = ("model", "role", "level")
 #: Candidate per-class weights (log-spaced, 1/8 to 8) of the coordinate search of :func:`choose_class_weights`.
 WEIGHT_GRID = np.exp(np.linspace(np.log(1 / 8), np.log(8), 49))
 WEIGHT_SWEEPS = 3
+#: Random halvings of the validation rows over which ``cross_fitted`` class weights must beat the argmax.
+CROSS_FIT_REPEATS = 5
+CLASS_WEIGHT_MODES = ("none", "validation", "cross_fitted")
 
 
 def choose_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
@@ -96,8 +101,7 @@ def choose_class_weights(y_true: np.ndarray, probs: np.ndarray, classes: list[st
     labels = scored_classes(classes)
 
     def score(w: np.ndarray) -> float:
-        return float(f1_score(y_true, weighted_argmax(probs, w), labels=labels, average="macro",
-                              zero_division=0.0))
+        return macro_f1(y_true, weighted_argmax(probs, w), labels, probs.shape[1])
 
     order = np.argsort(np.abs(np.log(WEIGHT_GRID)), kind="stable")   # 1 first, then growing changes
     for _ in range(WEIGHT_SWEEPS):
@@ -105,6 +109,38 @@ def choose_class_weights(y_true: np.ndarray, probs: np.ndarray, classes: list[st
             trials = [score(np.r_[weights[:k], g, weights[k + 1:]]) for g in WEIGHT_GRID[order]]
             weights[k] = WEIGHT_GRID[order][int(np.argmax(trials))]
     return weights / np.exp(np.log(weights).mean())
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, labels: list[int], n_classes: int) -> float:
+    """Mean F1 over ``labels`` (0 for a label never true nor predicted), as ``f1_score(average="macro")``."""
+    counts = np.bincount(y_true * n_classes + y_pred, minlength=n_classes * n_classes).reshape(n_classes, n_classes)
+    tp = np.diag(counts)[labels]
+    wrong = counts.sum(axis=0)[labels] + counts.sum(axis=1)[labels] - 2 * tp   # false positives + negatives
+    return float(np.mean(np.divide(2 * tp, 2 * tp + wrong, out=np.zeros(len(labels)), where=(2 * tp + wrong) > 0)))
+
+
+def class_weights_held_out_gain(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
+                                repeats: int = CROSS_FIT_REPEATS) -> float:
+    """How much class weights beat the argmax on rows they were not chosen on (macro F1 of the scored classes).
+
+    The rows are halved ``repeats`` times (stratified by class, seeded, so the result is
+    reproducible); weights chosen on each half (:func:`choose_class_weights`) are scored on
+    the other. Returns the mean gain over the ``2 * repeats`` held-out halves; NaN when a
+    class has fewer than two rows, so no halving can hold it on both sides.
+    """
+    y_true, probs = np.asarray(y_true).astype(int), np.asarray(probs, dtype=float)
+    present = np.bincount(y_true, minlength=probs.shape[1])
+    if not y_true.size or present[present > 0].min() < 2:
+        return np.nan
+    labels, gains = scored_classes(classes), []
+    for repeat in range(repeats):
+        halves = StratifiedKFold(n_splits=2, shuffle=True, random_state=repeat).split(probs, y_true)
+        for chosen_on, scored_on in halves:
+            weights = choose_class_weights(y_true[chosen_on], probs[chosen_on], classes)
+            y, p = y_true[scored_on], probs[scored_on]
+            gains.append(macro_f1(y, weighted_argmax(p, weights), labels, p.shape[1])
+                         - macro_f1(y, weighted_argmax(p, None), labels, p.shape[1]))
+    return float(np.mean(gains))
 
 
 def multiclass_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
@@ -173,22 +209,27 @@ def validation_roc_auc(predictions: Predictions) -> float:
     return multiclass_metrics(val.y_true, val.probs, list(predictions.task.classes))["macro_roc_auc"]
 
 
-def evaluate_predictions(predictions: Predictions, class_weights: bool = False) -> list[dict[str, Any]]:
+def evaluate_predictions(predictions: Predictions, class_weights: str = "none") -> list[dict[str, Any]]:
     """Test-set metrics of one model × seed, one flat dict per level ("window", "record").
 
     Binary tasks choose the decision threshold here, once per level, on the
     validation rows; it is stored in the row (``threshold``) for the report
-    and the model card to read back. With ``class_weights``, multi-class tasks
-    likewise choose per-class weights on the validation rows
-    (:func:`choose_class_weights`), stored as ``class_weights`` (space-separated).
+    and the model card to read back. Multi-class tasks decide by the argmax, or by
+    per-class weights chosen on the validation rows (:func:`choose_class_weights`),
+    stored as ``class_weights`` (space-separated).
 
     Args:
         predictions: the window predictions of the val and test splits.
-        class_weights: choose multi-class decision weights on validation (else the argmax).
+        class_weights: the multi-class decision (``CLASS_WEIGHT_MODES``): ``none`` (argmax),
+            ``validation`` (weights chosen on validation), or ``cross_fitted`` (those weights
+            only when their held-out gain on validation, :func:`class_weights_held_out_gain`,
+            stored as ``class_weights_held_out_gain``, is positive).
 
     Returns:
         ``[{"level": "window", ...}, {"level": "record", ...}]`` with scalar metrics only.
     """
+    if class_weights not in CLASS_WEIGHT_MODES:
+        raise ValueError(f"class_weights must be one of {CLASS_WEIGHT_MODES}, got {class_weights!r}")
     rows = []
     for level in LEVELS:
         rows_at_level = level_predictions(predictions, level)
@@ -198,8 +239,13 @@ def evaluate_predictions(predictions: Predictions, class_weights: bool = False) 
         else:
             classes = list(predictions.task.classes)
             val = rows_at_level.subset("val")
-            weights = choose_class_weights(val.y_true, val.probs, classes) if class_weights else None
+            gain = (class_weights_held_out_gain(val.y_true, val.probs, classes)
+                    if class_weights == "cross_fitted" else np.nan)
+            use = class_weights == "validation" or gain > 0
+            weights = choose_class_weights(val.y_true, val.probs, classes) if use else None
             metrics = multiclass_metrics(test.y_true, test.probs, classes, weights)
+            if class_weights == "cross_fitted":
+                metrics["class_weights_held_out_gain"] = gain
             if weights is not None:
                 metrics["class_weights"] = format_class_weights(weights)
         rows.append({"level": level, **{k: v for k, v in metrics.items() if np.ndim(v) == 0}})

@@ -232,7 +232,7 @@ def evaluate_run_predictions(config: ExperimentConfig, entry: ModelEntry, seed: 
 
 def _metric_rows(config: ExperimentConfig, label: str, role: str, seed: int, predictions: Predictions
                  ) -> list[dict]:
-    rows = evaluate_predictions(predictions, class_weights=config.evaluation.class_weights == "validation")
+    rows = evaluate_predictions(predictions, class_weights=config.evaluation.class_weights)
     return [{"model": label, "role": role, "seed": seed,
              **{k: v for k, v in row.items() if not isinstance(v, (list, dict))}} for row in rows]
 

@@ -198,6 +198,49 @@ def _biased_multiclass(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return y, probs / probs.sum(axis=1, keepdims=True)
 
 
+def _multiclass_predictions(classes: list[str], **splits: tuple[np.ndarray, np.ndarray]) -> Predictions:
+    """One window per record, for each ``split=(labels, probabilities)``."""
+    frame = pd.concat([pd.DataFrame({"split": s, "record": [f"{s}{i}" for i in range(len(y))], "window": 0,
+                                     "y_true": y, **{f"prob_{c}": p[:, k] for k, c in enumerate(classes)}})
+                       for s, (y, p) in splits.items()])
+    return Predictions.from_frame(frame, Task.of(classes))
+
+
+def test_macro_f1_counts_agree_with_scikit_learn():
+    from pipelines.metrics import macro_f1
+
+    rng = np.random.default_rng(3)
+    for n in (1, 7, 60):
+        y_true, y_pred = rng.integers(0, 4, n), rng.integers(0, 4, n)
+        assert macro_f1(y_true, y_pred, [0, 1, 2], 4) == pytest.approx(
+            f1_score(y_true, y_pred, labels=[0, 1, 2], average="macro", zero_division=0.0), abs=1e-12)
+
+
+def test_cross_fitted_class_weights_are_kept_only_when_they_beat_the_argmax_on_held_out_halves():
+    from pipelines.metrics import class_weights_held_out_gain
+
+    classes = ["N", "A", "O", "~"]
+    y_val, p_val = _biased_multiclass(600, 1)
+    y_test, p_test = _biased_multiclass(600, 2)
+    assert class_weights_held_out_gain(y_val, p_val, classes) > 0.02          # the bias is real: weights carry over
+    biased = _multiclass_predictions(classes, val=(y_val, p_val), test=(y_test, p_test))
+    kept = evaluate_predictions(biased, class_weights="cross_fitted")[1]
+    chosen = evaluate_predictions(biased, class_weights="validation")[1]
+    assert kept["class_weights_held_out_gain"] > 0.02
+    assert kept["class_weights"] == chosen["class_weights"] and kept["cinc_score"] == chosen["cinc_score"]
+
+    # separable classes: the argmax is already right, weights gain nothing on held-out halves and are not used
+    separable_val, separable_test = (0.1 + 0.6 * np.eye(4)[y_val]), (0.1 + 0.6 * np.eye(4)[y_test])
+    assert class_weights_held_out_gain(y_val, separable_val, classes) == 0.0
+    plain = evaluate_predictions(_multiclass_predictions(classes, val=(y_val, separable_val),
+                                                         test=(y_test, separable_test)), "cross_fitted")[1]
+    assert "class_weights" not in plain and plain["cinc_score"] == pytest.approx(1.0)
+
+    assert np.isnan(class_weights_held_out_gain(np.array([0, 0, 1, 1, 2]), np.full((5, 4), 0.25), classes))
+    with pytest.raises(ValueError, match="class_weights must be one of"):
+        evaluate_predictions(biased, class_weights="yes")
+
+
 def test_class_weights_chosen_on_validation_undo_a_class_bias_on_test():
     from pipelines.metrics import choose_class_weights, format_class_weights, parse_class_weights
 
@@ -214,12 +257,9 @@ def test_class_weights_chosen_on_validation_undo_a_class_bias_on_test():
     assert parse_class_weights(float("nan")) is None and parse_class_weights("") is None
     assert np.all(choose_class_weights(np.zeros(0, int), np.zeros((0, 4)), classes) == 1)
 
-    frame = pd.concat([pd.DataFrame({"split": s, "record": [f"{s}{i}" for i in range(len(y))], "window": 0,
-                                     "y_true": y, **{f"prob_{c}": p[:, k] for k, c in enumerate(classes)}})
-                       for s, y, p in (("val", y_val, p_val), ("test", y_test, p_test))])
-    predictions = Predictions.from_frame(frame, Task.of(classes))
+    predictions = _multiclass_predictions(classes, val=(y_val, p_val), test=(y_test, p_test))
     argmax_row = evaluate_predictions(predictions)[1]
-    tuned_row = evaluate_predictions(predictions, class_weights=True)[1]
+    tuned_row = evaluate_predictions(predictions, class_weights="validation")[1]
     assert "class_weights" not in argmax_row and argmax_row["cinc_score"] == pytest.approx(plain)
     assert tuned_row["cinc_score"] == pytest.approx(weighted)
     stored = parse_class_weights(tuned_row["class_weights"])
