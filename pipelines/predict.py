@@ -24,6 +24,7 @@ from typing import Any, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from pipelines import plugins
 from pipelines.artifacts import atomic_path
@@ -87,8 +88,9 @@ class KerasPredictor:
         if len(main) != 1 or len(names) != len(side_inputs) + 1:
             raise BiomedError(f"{path}: the model's inputs {names} do not match the card's side inputs "
                               f"{list(side_inputs)} (expected them plus one main input)")
-        self.main, self.side_inputs, self.fs = main[0], list(side_inputs), fs
+        self.main, self.side_inputs, self.fs, self.path = main[0], list(side_inputs), fs, path
         self.input_shape = tuple(self.model.inputs[names.index(self.main)].shape)
+        self.side_shapes = {name: tuple(self.model.inputs[names.index(name)].shape[1:]) for name in side_inputs}
         self.n_outputs = int(self.model.outputs[0].shape[-1])
         if jit_compile:
             self.model.compile(jit_compile=True)
@@ -97,8 +99,25 @@ class KerasPredictor:
         if not self.side_inputs:
             return np.asarray(self.model.predict_on_batch(x), np.float32)
         side = _side_of(side, self.side_inputs, x, self.fs)
+        for name, expected in self.side_shapes.items():
+            check_width(self.path, name, np.shape(side[name])[1:], expected)
         inputs = {self.main: x, **{name: side[name] for name in self.side_inputs}}
         return np.asarray(self.model.predict_on_batch(inputs), np.float32)
+
+
+def check_width(path: Path, what: str, computed: tuple, expected: tuple) -> None:
+    """Refuse inputs whose per-sample shape differs from the one the model was trained on.
+
+    Such a model was exported by a biomed version that computed ``what`` (e.g. the expert
+    features) differently: it has to be retrained and exported with this version.
+
+    Raises:
+        BiomedError: the shapes differ (a ``None`` in ``expected`` matches any size).
+    """
+    if len(computed) != len(expected) or any(e is not None and c != e for c, e in zip(computed, expected)):
+        raise BiomedError(f"{path}: the model was trained on {what} of shape {list(expected)} per sample, "
+                          f"this biomed computes {list(computed)}: the export comes from a version with "
+                          f"another {what}; retrain and export it with this version")
 
 
 class SavedModelPredictor:
@@ -170,7 +189,7 @@ class SklearnPredictor:
 
     def __init__(self, path: Path, input_shape: list[int | None], n_classes: int,
                  side_inputs: Sequence[str] = (), fs: float | None = None) -> None:
-        self.model = load_skops_model(path)
+        self.model, self.path = load_skops_model(path), path
         self.input_shape, self.n_outputs = tuple(input_shape), n_classes
         self.side_inputs, self.fs = list(side_inputs), fs
         classes = np.asarray(getattr(self.model, "classes_", []))
@@ -189,7 +208,13 @@ class SklearnPredictor:
 
     def predict(self, x: np.ndarray, side: dict[str, np.ndarray] | None = None) -> np.ndarray:
         side = _side_of(side, self.side_inputs, x, self.fs)
-        return sklearn_proba(self.model, sklearn_inputs(x, side, self.side_inputs), self.n_outputs)
+        inputs = sklearn_inputs(x, side, self.side_inputs)
+        if isinstance(self.model, Pipeline) and len(self.model) > 1 and hasattr(self.model[1], "n_features_in_"):
+            features = self.model[:1].transform(inputs)   # e.g. the expert features: check what the model expects
+            check_width(self.path, f"features of its first step ({self.model.steps[0][0]!r})",
+                        np.shape(features)[1:], (int(self.model[1].n_features_in_),))
+            return sklearn_proba(self.model[1:], features, self.n_outputs)
+        return sklearn_proba(self.model, inputs, self.n_outputs)
 
 
 class EnsemblePredictor:

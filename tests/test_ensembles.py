@@ -237,3 +237,26 @@ def test_overriding_models_leaves_out_ensembles_of_missing_members():
     assert [e.members for e in kept] == [["expert_rf", "hybrid_cnn"]]
     with pytest.raises(ConfigError, match="are not models of this config"):
         load_config("quickstart", ["models=[cnn]", "ensembles=[{name: e, members: [cnn, mina]}]"])
+
+
+def test_predict_refuses_members_trained_on_another_feature_set(run_dir, tmp_path, monkeypatch):
+    """An export from a biomed whose expert features had another width fails with a clear message, not inside Keras or scikit-learn."""
+    from ecgnet.features import ECGFeatureExtractor
+
+    out = tmp_path / "export"
+    assert main(["export", str(run_dir), "--format", "ensemble", "--seed", "0", "--out", str(out)]) == 0
+    network, _ = load_predictor(out / "members" / "hybrid_cnn")
+    forest, _ = load_predictor(out / "members" / "expert_rf")
+    x = np.random.default_rng(0).normal(size=(3, *network.input_shape[1:])).astype(np.float32)
+    width = network.side_shapes["expert_features"][0]
+    assert network.predict(x).shape == forest.predict(x).shape == (3, 2)
+    with pytest.raises(BiomedError, match=rf"expert_features of shape \[{width}\] per sample, this biomed computes "
+                                          rf"\[{width + 1}\].*retrain and export it"):
+        network.predict(x, {"expert_features": np.zeros((3, width + 1), np.float32)})
+
+    one_more = ECGFeatureExtractor._window_features
+    monkeypatch.setattr(ECGFeatureExtractor, "_window_features",
+                        lambda self, windows: np.hstack([one_more(self, windows), np.zeros((len(windows), 1))]))
+    with pytest.raises(BiomedError, match=r"expert_rf.*features of its first step \('features'\) of shape "
+                                          rf"\[{width}\] per sample, this biomed computes \[{width + 1}\]"):
+        forest.predict(x)
