@@ -100,12 +100,12 @@ class KerasPredictor:
             return np.asarray(self.model.predict_on_batch(x), np.float32)
         side = _side_of(side, self.side_inputs, x, self.fs)
         for name, expected in self.side_shapes.items():
-            check_width(self.path, name, np.shape(side[name])[1:], expected)
+            check_sample_shape(self.path, name, np.shape(side[name])[1:], expected)
         inputs = {self.main: x, **{name: side[name] for name in self.side_inputs}}
         return np.asarray(self.model.predict_on_batch(inputs), np.float32)
 
 
-def check_width(path: Path, what: str, computed: tuple, expected: tuple) -> None:
+def check_sample_shape(path: Path, what: str, computed: tuple, expected: tuple) -> None:
     """Refuse inputs whose per-sample shape differs from the one the model was trained on.
 
     Such a model was exported by a biomed version that computed ``what`` (e.g. the expert
@@ -116,8 +116,8 @@ def check_width(path: Path, what: str, computed: tuple, expected: tuple) -> None
     """
     if len(computed) != len(expected) or any(e is not None and c != e for c, e in zip(computed, expected)):
         raise BiomedError(f"{path}: the model was trained on {what} of shape {list(expected)} per sample, "
-                          f"this biomed computes {list(computed)}: the export comes from a version with "
-                          f"another {what}; retrain and export it with this version")
+                          f"this biomed computes {list(computed)}: it was exported by a version that computed "
+                          f"them differently; retrain and export it with this version")
 
 
 class SavedModelPredictor:
@@ -211,7 +211,7 @@ class SklearnPredictor:
         inputs = sklearn_inputs(x, side, self.side_inputs)
         if isinstance(self.model, Pipeline) and len(self.model) > 1 and hasattr(self.model[1], "n_features_in_"):
             features = self.model[:1].transform(inputs)   # e.g. the expert features: check what the model expects
-            check_width(self.path, f"features of its first step ({self.model.steps[0][0]!r})",
+            check_sample_shape(self.path, f"features of its first step ({self.model.steps[0][0]!r})",
                         np.shape(features)[1:], (int(self.model[1].n_features_in_),))
             return sklearn_proba(self.model[1:], features, self.n_outputs)
         return sklearn_proba(self.model, inputs, self.n_outputs)
