@@ -212,7 +212,7 @@ class SklearnPredictor:
         if isinstance(self.model, Pipeline) and len(self.model) > 1 and hasattr(self.model[1], "n_features_in_"):
             features = self.model[:1].transform(inputs)   # e.g. the expert features: check what the model expects
             check_sample_shape(self.path, f"features of its first step ({self.model.steps[0][0]!r})",
-                        np.shape(features)[1:], (int(self.model[1].n_features_in_),))
+                               np.shape(features)[1:], (int(self.model[1].n_features_in_),))
             return sklearn_proba(self.model[1:], features, self.n_outputs)
         return sklearn_proba(self.model, inputs, self.n_outputs)
 
