@@ -303,6 +303,7 @@ class TrainConfig:
     reduce_lr_factor: float = 0.3
     min_learning_rate: float = 1e-5
     label_smoothing: float = 0.0
+    monitor_split: float = 0.0
     schedule: Literal["constant", "cosine", "cosine_restarts"] = "constant"
     warmup_epochs: int = 0
     restart_epochs: int = 5
@@ -317,6 +318,7 @@ class TrainConfig:
             raise ConfigError(f"{where}.learning_rate: expected a positive number, got {self.learning_rate}")
         metric_direction(self.monitor, f"{where}.monitor")
         _check_fraction(self.label_smoothing, f"{where}.label_smoothing", upper_open=True)
+        _check_fraction(self.monitor_split, f"{where}.monitor_split", upper_open=True)
         if self.warmup_epochs < 0 or self.restart_epochs < 1:
             raise ConfigError(f"{where}: expected warmup_epochs >= 0 and restart_epochs >= 1, got "
                               f"{self.warmup_epochs} and {self.restart_epochs}")

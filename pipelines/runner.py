@@ -206,7 +206,7 @@ def run_one(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, see
     write_json(out / "info.json", {
         "model": entry.label, "type": entry.type, "seed": seed, "role": spec.role, "family": spec.family,
         "params": {**spec.defaults, **entry.params}, "train_seconds": round(result.seconds, 3),
-        "epochs": result.epochs, "n_params": result.n_params})
+        "epochs": result.epochs, "n_params": result.n_params, "monitor": result.monitor})
     return evaluate_run_predictions(config, entry, seed, predictions)
 
 

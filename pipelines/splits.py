@@ -64,6 +64,28 @@ def split_samples(samples: SampleSet, assignment: dict[str, np.ndarray]) -> dict
             for name, members in assignment.items()}
 
 
+def monitored_splits(splits: dict[str, SampleSet], fraction: float, seed: int) -> dict[str, SampleSet]:
+    """The ``train`` and ``val`` sets a Keras fit uses: early stopping and LR plateaus watch ``val``.
+
+    With ``fraction`` > 0, that share of the training records (whole groups,
+    stratified, seeded) is held out of fitting and watched instead, so the
+    validation split stays unseen by training and is left for choices
+    (thresholds, class weights, ensembles). Held-out records keep only their
+    evaluation windows (no denser training-only windows).
+    """
+    if not fraction:
+        return {"train": splits["train"], "val": splits["val"]}
+    train = splits["train"]
+    groups, labels = group_labels(train.group, train.y)
+    if len(groups) < 2:
+        raise DataError(f"train.monitor_split {fraction}: the training split has {len(groups)} group(s); "
+                        f"holding some out for monitoring needs at least 2")
+    fitted, held_out, _, _ = _split_off(groups, labels, fraction, seed)
+    extra = np.zeros(len(train), bool) if train.train_only is None else train.train_only
+    return {"train": train.subset(np.isin(train.group, fitted)),
+            "val": train.subset(np.isin(train.group, held_out) & ~extra)}
+
+
 def membership_table(samples: SampleSet, assignment: dict[str, np.ndarray]) -> pd.DataFrame:
     """One row per record: record, group, label (class name), split — written as splits.csv."""
     split_of = {g: name for name, members in assignment.items() for g in members}

@@ -27,17 +27,26 @@ from pipelines.runtime import artefact_dir, get_strategy, global_batch_size, set
 from pipelines.samples import SampleSet
 from pipelines.schedules import phase_learning_rate, plateau_callbacks, steps_per_epoch
 from pipelines.side_inputs import dataset_inputs, sklearn_inputs, with_side_inputs
+from pipelines.splits import monitored_splits
+
+#: Added to ``data.split.seed`` to draw the records ``train.monitor_split`` holds out (the test and
+#: validation splits use the seed and the seed + 1).
+MONITOR_SEED_OFFSET = 2
 
 
 @dataclass
 class FitResult:
-    """What a fit produced: probabilities per split, epochs run, wall time and the fitted model."""
+    """What a fit produced: probabilities per split, epochs run, wall time and the fitted model.
+
+    ``monitor`` says which records early stopping and LR plateaus watched (None: nothing was monitored).
+    """
 
     probs: dict[str, np.ndarray]
     epochs: int
     seconds: float
     n_params: int | None
     model: Any = field(default=None, repr=False)
+    monitor: dict[str, Any] | None = None
 
 
 def fit_model(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],
@@ -78,6 +87,7 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
     """Fit under the configured strategy; in multi-worker runs only the chief writes into ``out_dir``.
 
     Val and test are predicted with the configured test-time augmentation (``evaluation.tta``).
+    Early stopping watches val, or the training records held out by ``train.monitor_split``.
     """
     from pipelines.tfdata import make_dataset
 
@@ -87,9 +97,10 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
     batch = global_batch_size(config.loader.batch_size, strategy.num_replicas_in_sync, config.runtime)
     views = tta_views(config.data.modality, config.evaluation.tta, input_shape_of(train))
     model = build_keras(spec, entry.params, train, seed, strategy, config)
+    monitored = monitored_splits(splits, config.train.monitor_split, config.data.split.seed + MONITOR_SEED_OFFSET)
     start = time.perf_counter()
     with artefact_dir(out_dir) as write_dir:
-        _, epoch = fit_keras(model, spec.training_phases(model, entry.params), config, splits, seed=seed,
+        _, epoch = fit_keras(model, spec.training_phases(model, entry.params), config, monitored, seed=seed,
                              batch_size=batch, learning_rate=config.train.learning_rate, strategy=strategy,
                              callbacks=lambda phase, last: _callbacks(config, write_dir, phase.name))
         seconds = time.perf_counter() - start
@@ -99,7 +110,9 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
     probs = {name: evaluated.predict(make_dataset(splits[name], batch_size=batch, training=False,
                                                   **dataset_inputs(model, splits[name])), verbose=0)
              for name in ("val", "test")}
-    return FitResult(probs, epoch, seconds, int(model.count_params()), model)
+    monitor = {"split": "held-out train" if config.train.monitor_split else "val",
+               "records": int(len(np.unique(monitored["val"].record)))}
+    return FitResult(probs, epoch, seconds, int(model.count_params()), model, monitor)
 
 
 def build_keras(spec: ModelSpec, params: dict[str, Any], train: SampleSet, seed: int, strategy: Any,

@@ -7,10 +7,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines import runner
+from pipelines import runner, training
 from pipelines.config import load_config
 from pipelines.errors import BiomedError
 from pipelines.runner import run_experiment, start_run_dir
+from pipelines.samples import SampleSet
+from pipelines.splits import monitored_splits
+from pipelines.training import fit_keras
 
 TINY = {
     "name": "tiny",
@@ -84,3 +87,57 @@ def test_four_class_run_reports_cinc_score(tmp_path):
     predictions = pd.read_csv(run / "models" / "cnn" / "seed_0" / "predictions.csv", dtype={"record": str})
     np.testing.assert_allclose(predictions[["prob_N", "prob_A", "prob_O", "prob_~"]].sum(axis=1), 1.0, atol=1e-5)
     assert "CinC score" in (run / "report.md").read_text()
+
+
+def _windows_of(n_records: int, per_record: int = 3) -> SampleSet:
+    """Three windows a record, the last one training-only; records alternate between two classes."""
+    records = np.repeat([f"r{i:02d}" for i in range(n_records)], per_record)
+    labels = np.repeat(np.arange(n_records) % 2, per_record)
+    window = np.tile(np.arange(per_record), n_records)
+    return SampleSet(np.zeros((len(records), 4), np.float32), labels, records, records, window, ["N", "A"],
+                     fs=50.0, train_only=window == per_record - 1)
+
+
+def test_monitor_split_holds_out_whole_stratified_training_records():
+    splits = {"train": _windows_of(20), "val": _windows_of(4)}
+    assert monitored_splits(splits, 0.0, seed=2)["val"] is splits["val"]
+
+    parts = monitored_splits(splits, 0.2, seed=2)
+    fitted, held = set(parts["train"].record), set(parts["val"].record)
+    assert len(held) == 4 and not fitted & held and fitted | held == set(splits["train"].record)
+    assert sorted(parts["val"].class_counts("record").values()) == [2, 2]
+    assert not parts["val"].train_only.any()            # watched on evaluation windows only
+    assert len(parts["train"]) == 3 * 16                 # fitting keeps the training-only windows
+    assert set(monitored_splits(splits, 0.2, seed=2)["val"].record) == held
+    others = [set(monitored_splits(splits, 0.2, seed=s)["val"].record) for s in range(3, 8)]
+    assert any(o != held for o in others)
+
+
+def test_monitor_split_keeps_validation_out_of_training(tiny_config, tmp_path, monkeypatch):
+    watched = []
+
+    def spy(model, phases, config, splits, **kwargs):
+        watched.append({name: set(part.record) for name, part in splits.items()})
+        return fit_keras(model, phases, config, splits, **kwargs)
+
+    monkeypatch.setattr(training, "fit_keras", spy)
+    tiny_config.train.monitor_split = 0.25
+    run = run_experiment(tiny_config, tmp_path / "run")
+
+    splits = pd.read_csv(run / "splits.csv", dtype={"record": str})
+    train_records = set(splits.loc[splits["split"] == "train", "record"])
+    (seen,) = watched
+    assert seen["val"] and seen["val"] <= train_records and not seen["val"] & seen["train"]
+    info = json.loads((run / "models" / "cnn" / "seed_0" / "info.json").read_text())
+    assert info["monitor"] == {"split": "held-out train", "records": len(seen["val"])}
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["train"]["monitor_split"] == 0.25
+    predictions = pd.read_csv(run / "models" / "cnn" / "seed_0" / "predictions.csv", dtype={"record": str})
+    assert set(predictions["split"]) == {"val", "test"}   # validation is still predicted and scored
+
+
+def test_monitor_split_must_be_a_fraction(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "monitor_split": 1.5}}))
+    with pytest.raises(BiomedError, match=r"train.monitor_split: expected a number in \[0, 1\)"):
+        load_config(path)
