@@ -57,8 +57,8 @@ from pipelines.schedules import plateau_callbacks
 from pipelines.schema import to_dict
 from pipelines.search_space import check_space, declare_all, model_values
 from pipelines.side_inputs import with_side_inputs
-from pipelines.splits import split_samples
-from pipelines.training import build_keras, fit_keras
+from pipelines.splits import monitored_splits, split_samples
+from pipelines.training import MONITOR_SEED_OFFSET, build_keras, fit_keras
 from pipelines.tuning_results import plot_trials, trial_table
 
 log = logging.getLogger("biomed")
@@ -71,7 +71,8 @@ class SuiteHyperModel(kt.HyperModel):
 
     Args:
         config: the experiment config; its ``tuning`` section names the model and the space.
-        splits: the prepared ``train`` and ``val`` sample sets.
+        splits: the prepared ``train`` and ``val`` sample sets; with ``train.monitor_split`` trials
+            fit on part of ``train`` and are watched and scored on its held-out records.
         strategy: the tf.distribute strategy every trial compiles under.
     """
 
@@ -82,7 +83,9 @@ class SuiteHyperModel(kt.HyperModel):
         self.strategy = strategy
         self.spec = get_model(self.entry.type)
         with_side_inputs(splits, self.spec.side_inputs)
-        self.train, self.val = splits["train"], splits["val"]
+        watched = monitored_splits(splits, self.config.train.monitor_split,
+                                   config.data.split.seed + MONITOR_SEED_OFFSET)
+        self.train, self.val = watched["train"], watched["val"]
         self._fits: collections.Counter[str] = collections.Counter()
 
     def params(self, hp: kt.HyperParameters) -> dict[str, Any]:

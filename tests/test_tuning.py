@@ -205,3 +205,12 @@ def test_a_tuning_folder_in_use_is_refused(tmp_path):
         finally:
             sleeper.kill()
     assert sorted(p.name for p in folder.iterdir()) == [".biomed.lock"]   # nothing written, lock kept
+
+
+def test_monitor_split_scores_trials_on_held_out_training_records():
+    config = load_config(Path(__file__).parents[1] / "configs" / "quickstart_tune.yaml",
+                         ["train.monitor_split=0.25"])
+    splits = {"train": fake_splits(n=16)["train"], "val": fake_splits(n=4)["val"]}
+    hypermodel = SuiteHyperModel(config, splits, tf.distribute.get_strategy())
+    fitted, watched = set(hypermodel.train.record), set(hypermodel.val.record)
+    assert len(watched) == 4 and not fitted & watched and fitted | watched == set(splits["train"].record)
