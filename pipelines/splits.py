@@ -14,6 +14,10 @@ from pipelines.samples import SampleSet
 
 SPLITS = ("train", "val", "test")
 
+#: Added to the split seed to draw the training records ``train.monitor_split`` holds out (the test and
+#: validation splits use the seed and the seed + 1).
+MONITOR_SEED_OFFSET = 2
+
 
 def group_labels(groups: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Unique groups and the majority label of each (ties: the rarer, higher class index)."""
@@ -64,11 +68,11 @@ def split_samples(samples: SampleSet, assignment: dict[str, np.ndarray]) -> dict
             for name, members in assignment.items()}
 
 
-def monitored_splits(splits: dict[str, SampleSet], fraction: float, seed: int) -> dict[str, SampleSet]:
+def monitored_splits(splits: dict[str, SampleSet], fraction: float, split_seed: int) -> dict[str, SampleSet]:
     """The ``train`` and ``val`` sets a Keras fit uses: early stopping and LR plateaus watch ``val``.
 
     With ``fraction`` > 0, that share of the training records (whole groups,
-    stratified, seeded) is held out of fitting and watched instead, so the
+    stratified, drawn with ``split_seed``) is held out of fitting and watched instead, so the
     validation split stays unseen by training and is left for choices
     (thresholds, class weights, ensembles). Held-out records keep only their
     evaluation windows (no denser training-only windows).
@@ -80,7 +84,7 @@ def monitored_splits(splits: dict[str, SampleSet], fraction: float, seed: int) -
     if len(groups) < 2:
         raise DataError(f"train.monitor_split {fraction}: the training split has {len(groups)} group(s); "
                         f"holding some out for monitoring needs at least 2")
-    fitted, held_out, _, _ = _split_off(groups, labels, fraction, seed)
+    fitted, held_out, _, _ = _split_off(groups, labels, fraction, split_seed + MONITOR_SEED_OFFSET)
     extra = np.zeros(len(train), bool) if train.train_only is None else train.train_only
     return {"train": train.subset(np.isin(train.group, fitted)),
             "val": train.subset(np.isin(train.group, held_out) & ~extra)}

@@ -29,10 +29,6 @@ from pipelines.schedules import phase_learning_rate, plateau_callbacks, steps_pe
 from pipelines.side_inputs import dataset_inputs, sklearn_inputs, with_side_inputs
 from pipelines.splits import monitored_splits
 
-#: Added to ``data.split.seed`` to draw the records ``train.monitor_split`` holds out (the test and
-#: validation splits use the seed and the seed + 1).
-MONITOR_SEED_OFFSET = 2
-
 
 @dataclass
 class FitResult:
@@ -97,7 +93,7 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
     batch = global_batch_size(config.loader.batch_size, strategy.num_replicas_in_sync, config.runtime)
     views = tta_views(config.data.modality, config.evaluation.tta, input_shape_of(train))
     model = build_keras(spec, entry.params, train, seed, strategy, config)
-    monitored = monitored_splits(splits, config.train.monitor_split, config.data.split.seed + MONITOR_SEED_OFFSET)
+    monitored = monitored_splits(splits, config.train.monitor_split, config.data.split.seed)
     start = time.perf_counter()
     with artefact_dir(out_dir) as write_dir:
         _, epoch = fit_keras(model, spec.training_phases(model, entry.params), config, monitored, seed=seed,

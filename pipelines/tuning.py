@@ -58,7 +58,7 @@ from pipelines.schema import to_dict
 from pipelines.search_space import check_space, declare_all, model_values
 from pipelines.side_inputs import with_side_inputs
 from pipelines.splits import monitored_splits, split_samples
-from pipelines.training import MONITOR_SEED_OFFSET, build_keras, fit_keras
+from pipelines.training import build_keras, fit_keras
 from pipelines.tuning_results import plot_trials, trial_table
 
 log = logging.getLogger("biomed")
@@ -83,8 +83,7 @@ class SuiteHyperModel(kt.HyperModel):
         self.strategy = strategy
         self.spec = get_model(self.entry.type)
         with_side_inputs(splits, self.spec.side_inputs)
-        watched = monitored_splits(splits, self.config.train.monitor_split,
-                                   config.data.split.seed + MONITOR_SEED_OFFSET)
+        watched = monitored_splits(splits, self.config.train.monitor_split, config.data.split.seed)
         self.train, self.val = watched["train"], watched["val"]
         self._fits: collections.Counter[str] = collections.Counter()
 

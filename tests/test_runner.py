@@ -100,16 +100,16 @@ def _windows_of(n_records: int, per_record: int = 3) -> SampleSet:
 
 def test_monitor_split_holds_out_whole_stratified_training_records():
     splits = {"train": _windows_of(20), "val": _windows_of(4)}
-    assert monitored_splits(splits, 0.0, seed=2)["val"] is splits["val"]
+    assert monitored_splits(splits, 0.0, split_seed=2)["val"] is splits["val"]
 
-    parts = monitored_splits(splits, 0.2, seed=2)
+    parts = monitored_splits(splits, 0.2, split_seed=2)
     fitted, held = set(parts["train"].record), set(parts["val"].record)
     assert len(held) == 4 and not fitted & held and fitted | held == set(splits["train"].record)
     assert sorted(parts["val"].class_counts("record").values()) == [2, 2]
     assert not parts["val"].train_only.any()            # watched on evaluation windows only
     assert len(parts["train"]) == 3 * 16                 # fitting keeps the training-only windows
-    assert set(monitored_splits(splits, 0.2, seed=2)["val"].record) == held
-    others = [set(monitored_splits(splits, 0.2, seed=s)["val"].record) for s in range(3, 8)]
+    assert set(monitored_splits(splits, 0.2, split_seed=2)["val"].record) == held
+    others = [set(monitored_splits(splits, 0.2, split_seed=s)["val"].record) for s in range(3, 8)]
     assert any(o != held for o in others)
 
 
