@@ -450,6 +450,10 @@ class EnsembleEntry:
         return [w / sum(weights) for w in weights]
 
 
+#: The decision rules of multi-class tasks (``evaluation.class_weights``).
+ClassWeightRule = Literal["none", "validation", "cross_fitted"]
+
+
 @dataclass
 class EvaluationConfig:
     """How trained models are evaluated (and exported): test-time augmentation views and the multi-class decision.
@@ -463,7 +467,7 @@ class EvaluationConfig:
     """
 
     tta: list[str] = field(default_factory=list)
-    class_weights: Literal["none", "validation", "cross_fitted"] = "none"
+    class_weights: ClassWeightRule = "none"
 
 
 def _check_fraction(value: float, where: str, *, upper_open: bool) -> None:

@@ -10,7 +10,7 @@ per record (a record's score is the mean of its window probabilities).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, get_args
 
 import numpy as np
 import pandas as pd
@@ -18,6 +18,7 @@ from sklearn.metrics import (accuracy_score, average_precision_score, confusion_
                              precision_recall_curve, roc_auc_score)
 from sklearn.model_selection import StratifiedKFold
 
+from pipelines.config import ClassWeightRule
 from pipelines.predictions import Predictions, weighted_argmax
 
 LEVELS = ("window", "record")
@@ -30,7 +31,8 @@ WEIGHT_GRID = np.exp(np.linspace(np.log(1 / 8), np.log(8), 49))
 WEIGHT_SWEEPS = 3
 #: Random halvings of the validation rows over which ``cross_fitted`` class weights must beat the argmax.
 CROSS_FIT_REPEATS = 5
-CLASS_WEIGHT_MODES = ("none", "validation", "cross_fitted")
+#: ``evaluation.class_weights``' rules, as the config declares them.
+CLASS_WEIGHT_MODES = get_args(ClassWeightRule)
 
 
 def choose_threshold(y_true: np.ndarray, score: np.ndarray) -> float:
