@@ -90,7 +90,7 @@ def test_four_class_run_reports_cinc_score(tmp_path):
 
 
 def _windows_of(n_records: int, per_record: int = 3) -> SampleSet:
-    """Three windows a record, the last one training-only; records alternate between two classes."""
+    """``per_record`` windows a record, the last one training-only; records alternate between two classes."""
     records = np.repeat([f"r{i:02d}" for i in range(n_records)], per_record)
     labels = np.repeat(np.arange(n_records) % 2, per_record)
     window = np.tile(np.arange(per_record), n_records)
