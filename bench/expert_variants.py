@@ -17,7 +17,9 @@ ROC-AUC for a multi-class one.
 - ``rf_record_stats``: ``rf_record_mean`` plus the standard deviation over the record's windows.
 
 ``--min-samples-leaf 2 5 10`` scores every forest variant at each leaf size (``rf_leaf5``, ...;
-2 is the shipped one and keeps the plain name).
+2 is the shipped one and keeps the plain name). ``--train-fractions 0.6 0.8 1`` trains each on that
+share of the training records (whole records, stratified, a new draw per seed): a learning curve
+that says what more training data (e.g. refitting on train + validation) is worth.
 
 The test split is not read. Examples (about 10 min each on 2 cores):
     python -m bench.expert_variants --out bench/results/cinc2017_af_expert_variants_val.csv
@@ -28,6 +30,7 @@ The test split is not read. Examples (about 10 min each on 2 cores):
 from __future__ import annotations
 
 import argparse
+import itertools
 import inspect
 from pathlib import Path
 
@@ -48,7 +51,7 @@ from pipelines.artifacts import write_csv
 from pipelines.config import DataConfig, load_config
 from pipelines.metrics import choose_class_weights, multiclass_metrics
 from pipelines.samples import SampleSet
-from pipelines.splits import assign_splits, split_samples
+from pipelines.splits import assign_splits, monitored_splits, split_samples
 
 SHIPPED_LEAF = inspect.signature(build_expert_rf).parameters["min_samples_leaf"].default
 
@@ -61,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", default=None, help="score only these variants")
     parser.add_argument("--min-samples-leaf", type=int, nargs="+", default=[SHIPPED_LEAF],
                         help=f"the forests' min_samples_leaf, each value scored (default: expert_rf's {SHIPPED_LEAF})")
+    parser.add_argument("--train-fractions", type=float, nargs="+", default=[1.0],
+                        help="train on these shares of the training records (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="write one row per variant × seed as CSV")
     return parser.parse_args(argv)
 
@@ -106,6 +111,15 @@ def gradient_boosting(seed: int) -> Pipeline:
                                                                       class_weight="balanced", random_state=seed))
 
 
+def training_share(splits: dict[str, SampleSet], fraction: float, seed: int) -> np.ndarray:
+    """A mask of the training windows of ``fraction`` of the training records (stratified; all when 1)."""
+    train = splits["train"]
+    if fraction >= 1:
+        return np.ones(len(train), bool)
+    kept = monitored_splits(splits, 1 - fraction, seed)["train"]
+    return np.isin(train.group, np.unique(kept.group))
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Score every variant × seed on validation; print and optionally write the table."""
     args = parse_args(argv)
@@ -144,17 +158,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     variants = {name: spec for name, spec in variants.items() if not args.variants or name in args.variants}
     rows = []
     for name, (factory, features, labels, class_map) in variants.items():  # rows: classes seen in training
-        for leaf in args.min_samples_leaf if factory is forest else [None]:
-            for seed in args.seeds:
-                model = (factory(seed, leaf) if leaf else factory(seed)).fit(features["train"], labels)
-                y_true, probs = per_record(splits["val"],
-                                           model.predict_proba(features["val"]) @ class_map[model.classes_])
-                rows.append({"variant": name if leaf in (None, SHIPPED_LEAF) else f"{name}_leaf{leaf}", "seed": seed,
-                             "val_records": len(y_true), **record_scores(y_true, probs, classes, task.positive)})
-                print(rows[-1], flush=True)
+        for leaf, fraction, seed in itertools.product(args.min_samples_leaf if factory is forest else [None],
+                                                      args.train_fractions, args.seeds):
+            kept = training_share(splits, fraction, seed)
+            model = (factory(seed, leaf) if leaf else factory(seed)).fit(features["train"][kept], labels[kept])
+            y_true, probs = per_record(splits["val"], model.predict_proba(features["val"]) @ class_map[model.classes_])
+            rows.append({"variant": name if leaf in (None, SHIPPED_LEAF) else f"{name}_leaf{leaf}",
+                         "train_fraction": fraction, "seed": seed, "train_records": len(np.unique(
+                             splits["train"].record[kept])), "val_records": len(y_true),
+                         **record_scores(y_true, probs, classes, task.positive)})
+            print(rows[-1], flush=True)
     table = pd.DataFrame(rows)
     scores = [column for column in table.columns if column.startswith("val_") and column != "val_records"]
-    print(table.groupby("variant", sort=False)[scores].agg(["mean", "std"]).round(4))
+    print(table.groupby(["variant", "train_fraction"], sort=False)[scores].agg(["mean", "std"]).round(4))
     if args.out:
         write_csv(args.out, table)
     return table

@@ -55,3 +55,15 @@ def test_leaf_sizes_score_each_forest(tmp_path):
     assert table["variant"].tolist() == ["rf", "rf_leaf50", "gb"]    # boosting has no leaf setting
     assert expert_variants.forest(0)[-1].min_samples_leaf == 2
     assert expert_variants.forest(0, 50)[-1].min_samples_leaf == 50
+
+
+def test_train_fractions_draw_whole_records_per_seed(tmp_path):
+    config_file = write_tiny_experiment(tmp_path, ["expert_rf"])
+
+    table = expert_variants.main(["--config", str(config_file), "--seeds", "0", "1", "--variants", "rf",
+                                  "--train-fractions", "0.5", "1"])
+
+    assert table["train_fraction"].tolist() == [0.5, 0.5, 1.0, 1.0]
+    full = table.loc[table["train_fraction"] == 1, "train_records"]
+    half = table.loc[table["train_fraction"] == 0.5, "train_records"]
+    assert full.nunique() == 1 and (half < full.iloc[0]).all() and (half >= full.iloc[0] * 0.4).all()
