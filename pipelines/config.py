@@ -304,6 +304,7 @@ class TrainConfig:
     min_learning_rate: float = 1e-5
     label_smoothing: float = 0.0
     monitor_split: float = 0.0
+    refit: bool = False
     schedule: Literal["constant", "cosine", "cosine_restarts"] = "constant"
     warmup_epochs: int = 0
     restart_epochs: int = 5
@@ -319,6 +320,9 @@ class TrainConfig:
         metric_direction(self.monitor, f"{where}.monitor")
         _check_fraction(self.label_smoothing, f"{where}.label_smoothing", upper_open=True)
         _check_fraction(self.monitor_split, f"{where}.monitor_split", upper_open=True)
+        if self.refit and not self.monitor_split:
+            raise ConfigError(f"{where}.refit: refitting on train + val needs {where}.monitor_split > 0 (e.g. 0.1), "
+                              f"so that early stopping watches records the refit does not train on")
         if self.warmup_epochs < 0 or self.restart_epochs < 1:
             raise ConfigError(f"{where}: expected warmup_epochs >= 0 and restart_epochs >= 1, got "
                               f"{self.warmup_epochs} and {self.restart_epochs}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
@@ -26,6 +27,13 @@ class PreparedData:
     def summary(self, name: str, positive: str | None) -> dict[str, Any]:
         """The data summary (counts per class and split, skipped and excluded records)."""
         return data_summary(name, self.modality, self.samples, self.splits, positive=positive)
+
+    @cached_property
+    def refit_splits(self) -> dict[str, SampleSet]:
+        """The splits of a refit (``train.refit``): the train and val records together as training data
+        (with val's training-only windows), val and test as they are. Built once per run."""
+        union = np.isin(self.samples.group, np.concatenate([self.assignment["train"], self.assignment["val"]]))
+        return {"train": self.samples.subset(union), "val": self.splits["val"], "test": self.splits["test"]}
 
     def membership(self):
         """Split membership table (record, group, label, split)."""

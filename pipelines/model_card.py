@@ -45,6 +45,15 @@ def describe_input(modality: str, shape: list[int | None], config: ExperimentCon
             f"(unitless), channel axis last")
 
 
+def trained_on(config: ExperimentConfig | None, model: str | None) -> str | None:
+    """The records a run's model was trained on: ``"train"``, or ``"train + val"`` when ``train.refit``
+    fitted it again on both after validation's choices (None: not a model entry of a run)."""
+    entry = next((e for e in config.models if e.label == model), None) if config and model else None
+    if entry is None:
+        return None
+    return "train + val (refit after the choices made on val)" if config.train_config(entry).refit else "train"
+
+
 def build_card(*, model_format: str, model_file: str, input_name: str, input_shape: list[int | None],
                output_name: str, n_outputs: int, config: ExperimentConfig | None = None,
                run_dir: Path | None = None, source_file: Path, model: str | None = None,
@@ -107,6 +116,7 @@ def build_card(*, model_format: str, model_file: str, input_name: str, input_sha
                               if class_weights is not None else "")),
         "class_weights": class_weights,
         "selection": selection,
+        "trained_on": trained_on(config, model),
         "test_metrics": test_metrics or {},
         "data_summary": data_summary,
         "config_hash": config_hash(config) if config else None,

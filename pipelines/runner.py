@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import logging
 import time
 from datetime import datetime
@@ -32,7 +33,7 @@ from pipelines.report import write_report
 from pipelines.runlock import check_run_folder, run_lock
 from pipelines.runtime import artefact_dir, get_strategy, is_chief
 from pipelines.summary import format_summary
-from pipelines.training import fit_model
+from pipelines.training import FitResult, fit_model
 
 log = logging.getLogger("biomed")
 
@@ -196,18 +197,56 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> No
     log.info(f"finished {total} model × seed runs in {time.perf_counter() - started:.0f} s")
 
 
+#: Subfolder of a refitted model × seed holding the fit on the training records alone, whose
+#: validation predictions the run's choices (thresholds, class weights, ensembles) are made on.
+VAL_FIT_DIR = "val_fit"
+
+
 def run_one(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, seed: int, out: Path) -> list[dict]:
-    """Train one model on one seed, write its artefacts and return its metric rows."""
+    """Train one model on one seed, write its artefacts and return its metric rows.
+
+    With ``train.refit``, the model is first fitted on train (into ``val_fit/``) to predict
+    validation, then fitted again on train + val: that refit is the saved model and predicts test.
+    """
     spec = get_model(entry.type)
     out.mkdir(parents=True, exist_ok=True)
-    result = fit_model(spec, entry, config, data.splits, seed, out)
-    predictions = split_predictions(data, task_of(config, data), result.probs)
+    task = task_of(config, data)
+    refit = None
+    if config.train_config(entry).refit:
+        val_probs, val_fit = _fit_on_train(config, data, entry, seed, out / VAL_FIT_DIR)
+        result = fit_model(spec, entry, config, data.refit_splits, seed, out, predict=("test",))
+        result.probs = {"val": val_probs, "test": result.probs["test"]}
+        refit = {"train_records": int(len(np.unique(data.refit_splits["train"].record))),
+                 "val_fit": {key: val_fit[key] for key in ("epochs", "train_seconds", "monitor")}}
+    else:
+        result = fit_model(spec, entry, config, data.splits, seed, out)
+    predictions = split_predictions(data, task, result.probs)
     write_csv(out / "predictions.csv", predictions.to_frame())
-    write_json(out / "info.json", {
-        "model": entry.label, "type": entry.type, "seed": seed, "role": spec.role, "family": spec.family,
-        "params": {**spec.defaults, **entry.params}, "train_seconds": round(result.seconds, 3),
-        "epochs": result.epochs, "n_params": result.n_params, "monitor": result.monitor})
+    write_json(out / "info.json", {**_fit_info(entry, seed, result), "refit": refit})
     return evaluate_run_predictions(config, entry, seed, predictions)
+
+
+def _fit_on_train(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, seed: int, out: Path
+                  ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The validation probabilities of a fit on the training records alone, and its info (kept in ``out``:
+    a resumed run does not fit it again)."""
+    if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
+        stored = read_predictions(out / "predictions.csv", task_of(config, data))
+        return stored.probs, json.loads((out / "info.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    result = fit_model(get_model(entry.type), entry, config, data.splits, seed, out, predict=("val",))
+    write_csv(out / "predictions.csv", split_predictions(data, task_of(config, data), result.probs).to_frame())
+    info = _fit_info(entry, seed, result)
+    write_json(out / "info.json", info)
+    return result.probs["val"], info
+
+
+def _fit_info(entry: ModelEntry, seed: int, result: FitResult) -> dict[str, Any]:
+    """What ``info.json`` records of one fit."""
+    spec = get_model(entry.type)
+    return {"model": entry.label, "type": entry.type, "seed": seed, "role": spec.role, "family": spec.family,
+            "params": {**spec.defaults, **entry.params}, "train_seconds": round(result.seconds, 3),
+            "epochs": result.epochs, "n_params": result.n_params, "monitor": result.monitor}
 
 
 def task_of(config: ExperimentConfig, data: PreparedData) -> Task:

@@ -46,15 +46,15 @@ class FitResult:
 
 
 def fit_model(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],
-              seed: int, out_dir: Path) -> FitResult:
-    """Build, fit and save one model, then predict val and test (test exactly once).
+              seed: int, out_dir: Path, predict: tuple[str, ...] = ("val", "test")) -> FitResult:
+    """Build, fit on ``splits["train"]`` and save one model, then predict the splits ``predict`` (each once).
 
     The entry's own ``train`` overrides (e.g. its epochs) replace the config's ``train`` keys.
     """
     config = dataclasses.replace(config, train=config.train_config(entry))
     if spec.family == "sklearn":
-        return _fit_sklearn(spec, entry, splits, seed, out_dir)
-    return _fit_keras(spec, entry, config, splits, seed, out_dir)
+        return _fit_sklearn(spec, entry, splits, seed, out_dir, predict)
+    return _fit_keras(spec, entry, config, splits, seed, out_dir, predict)
 
 
 def input_shape_of(samples: SampleSet) -> tuple[int, ...]:
@@ -64,7 +64,7 @@ def input_shape_of(samples: SampleSet) -> tuple[int, ...]:
 
 
 def _fit_sklearn(spec: ModelSpec, entry: ModelEntry, splits: dict[str, SampleSet], seed: int,
-                 out_dir: Path) -> FitResult:
+                 out_dir: Path, predict: tuple[str, ...]) -> FitResult:
     with_side_inputs(splits, spec.side_inputs)
     train = splits["train"]
     start = time.perf_counter()
@@ -74,15 +74,15 @@ def _fit_sklearn(spec: ModelSpec, entry: ModelEntry, splits: dict[str, SampleSet
     with atomic_path(out_dir / "model.skops") as tmp:
         skops.io.dump(model, tmp)  # skops' format: loading it needs no pickle (see pipelines.export)
     probs = {name: sklearn_proba(model, sklearn_inputs(splits[name].x, splits[name].side, spec.side_inputs),
-                                 len(train.classes)) for name in ("val", "test")}
+                                 len(train.classes)) for name in predict}
     return FitResult(probs, 1, seconds, None, model)
 
 
 def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, splits: dict[str, SampleSet],
-               seed: int, out_dir: Path) -> FitResult:
+               seed: int, out_dir: Path, predict: tuple[str, ...]) -> FitResult:
     """Fit under the configured strategy; in multi-worker runs only the chief writes into ``out_dir``.
 
-    Val and test are predicted with the configured test-time augmentation (``evaluation.tta``).
+    The splits ``predict`` are predicted with the configured test-time augmentation (``evaluation.tta``).
     Early stopping watches val, or the training records held out by ``train.monitor_split``.
     """
     from pipelines.tfdata import make_dataset
@@ -105,7 +105,7 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
     evaluated = averaged_model([model], views, name=f"{model.name}_tta")
     probs = {name: evaluated.predict(make_dataset(splits[name], batch_size=batch, training=False,
                                                   **dataset_inputs(model, splits[name])), verbose=0)
-             for name in ("val", "test")}
+             for name in predict}
     monitor = {"split": "held-out train" if config.train.monitor_split else "val",
                "records": int(len(np.unique(monitored["val"].record)))}
     return FitResult(probs, epoch, seconds, int(model.count_params()), model, monitor)

@@ -41,6 +41,7 @@ def test_skops_export_predicts_exactly_the_runs_test_probabilities(run_dir, tmp_
     card = read_card(out)
     assert card["format"] == "skops" and (out / "model.skops").is_file() and card["selection"] == SELECTION_NOTE
     assert card["input"]["shape"] == [None, 250, 1] and card["classes"] == ["N", "A"]
+    assert card["trained_on"] == "train"
     metrics = pd.read_csv(run_dir / "metrics.csv")
     row = metrics[(metrics["model"] == card["model"]) & (metrics["level"] == "record")].iloc[0]
     assert card["threshold"] == pytest.approx(row["threshold"])

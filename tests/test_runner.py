@@ -8,8 +8,10 @@ import pytest
 import yaml
 
 from pipelines import runner, training
+from pipelines.cli import main as cli_main
 from pipelines.config import load_config
 from pipelines.errors import BiomedError
+from pipelines.model_card import read_card
 from pipelines.runner import run_experiment, start_run_dir
 from pipelines.samples import SampleSet
 from pipelines.splits import monitored_splits
@@ -140,4 +142,49 @@ def test_monitor_split_must_be_a_fraction(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "monitor_split": 1.5}}))
     with pytest.raises(BiomedError, match=r"train.monitor_split: expected a number in \[0, 1\)"):
+        load_config(path)
+
+
+def test_refit_fits_again_on_train_and_val_and_predicts_test_with_it(tiny_config, tmp_path, monkeypatch):
+    fits = []
+
+    def spy(spec, entry, config, splits, seed, out_dir, predict=("val", "test")):
+        fits.append((entry.label, set(splits["train"].record), predict))
+        return fit_model(spec, entry, config, splits, seed, out_dir, predict)
+
+    fit_model = runner.fit_model
+    monkeypatch.setattr(runner, "fit_model", spy)
+    tiny_config.train.monitor_split, tiny_config.train.refit = 0.25, True
+    run = run_experiment(tiny_config, tmp_path / "run")
+
+    splits = pd.read_csv(run / "splits.csv", dtype={"record": str})
+    train, val = (set(splits.loc[splits["split"] == name, "record"]) for name in ("train", "val"))
+    assert [(label, predict) for label, _, predict in fits] == [
+        ("expert_lr", ("val",)), ("expert_lr", ("test",)), ("cnn", ("val",)), ("cnn", ("test",))]
+    for _, records, predict in fits:
+        assert records == (train if predict == ("val",) else train | val)
+    folder = run / "models" / "cnn" / "seed_0"
+    info = json.loads((folder / "info.json").read_text())
+    assert info["refit"]["train_records"] == len(train | val) and info["refit"]["val_fit"]["epochs"] == 1
+    predictions = pd.read_csv(folder / "predictions.csv", dtype={"record": str})
+    val_fit = pd.read_csv(folder / "val_fit" / "predictions.csv", dtype={"record": str})
+    assert set(val_fit["split"]) == {"val"}
+    pd.testing.assert_frame_equal(predictions[predictions["split"] == "val"].reset_index(drop=True), val_fit)
+    assert set(predictions.loc[predictions["split"] == "test", "record"]) == set(
+        splits.loc[splits["split"] == "test", "record"])
+    assert (folder / "model.keras").is_file() and (folder / "val_fit" / "model.keras").is_file()
+    assert cli_main(["export", str(run), "--format", "skops", "--model", "expert_lr", "--seed", "0",
+                     "--out", str(tmp_path / "export")]) == 0
+    assert read_card(tmp_path / "export")["trained_on"].startswith("train + val")
+
+    (folder / "info.json").unlink()                     # interrupted after the fit on train: only the refit reruns
+    fits.clear()
+    run_experiment(tiny_config, run)
+    assert [(label, predict) for label, _, predict in fits] == [("cnn", ("test",))]
+
+
+def test_refit_needs_records_for_early_stopping(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "refit": True}}))
+    with pytest.raises(BiomedError, match=r"train.refit: refitting on train \+ val needs train.monitor_split > 0"):
         load_config(path)
