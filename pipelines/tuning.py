@@ -57,7 +57,7 @@ from pipelines.schedules import plateau_callbacks
 from pipelines.schema import to_dict
 from pipelines.search_space import check_space, declare_all, model_values
 from pipelines.side_inputs import with_side_inputs
-from pipelines.splits import monitored_splits, split_samples
+from pipelines.splits import monitored_splits
 from pipelines.training import build_keras, fit_keras
 from pipelines.tuning_results import plot_trials, trial_table
 
@@ -324,6 +324,7 @@ def retrain_best(best_config: ExperimentConfig, data: PreparedData, best: Trial,
     epochs = max(1, int(round(best.metrics.get_last_value("best_epoch"))))
     final.seeds, final.train.epochs = [seed], epochs
     final.train.early_stopping_patience = final.train.reduce_lr_patience = epochs
+    final.train.refit = False   # it already trains on train + val
     entry = final.models[0]
     out = run_dir / "models" / entry.label / f"seed_{seed}"
     origin = {"trial": best.trial_id, "hyperparameters": best.hyperparameters.values, "epochs": epochs}
@@ -331,9 +332,8 @@ def retrain_best(best_config: ExperimentConfig, data: PreparedData, best: Trial,
         shutil.rmtree(out, ignore_errors=True)
         write_json(out / "tuned_from.json", origin)
     if not (out / "info.json").is_file():
-        a = data.assignment
-        trainval = split_samples(data.samples, {"train": np.concatenate([a["train"], a["val"]])})["train"]
-        run_one(final, PreparedData(data.samples, a, {**data.splits, "train": trainval}, data.modality),
+        trainval = data.refit_splits["train"]
+        run_one(final, PreparedData(data.samples, data.assignment, {**data.splits, "train": trainval}, data.modality),
                 entry, seed, out)
     return final
 
