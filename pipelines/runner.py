@@ -210,17 +210,17 @@ def run_one(config: ExperimentConfig, data: PreparedData, entry: ModelEntry, see
     """
     spec = get_model(entry.type)
     out.mkdir(parents=True, exist_ok=True)
-    task = task_of(config, data)
     refit = None
     if config.train_config(entry).refit:
         val_probs, val_fit = _fit_on_train(config, data, entry, seed, out / VAL_FIT_DIR)
         result = fit_model(spec, entry, config, data.refit_splits, seed, out, predict=("test",))
-        result.probs = {"val": val_probs, "test": result.probs["test"]}
+        probs = {"val": val_probs, **result.probs}
         refit = {"train_records": int(len(np.unique(data.refit_splits["train"].record))),
                  "val_fit": {key: val_fit[key] for key in ("epochs", "train_seconds", "monitor")}}
     else:
         result = fit_model(spec, entry, config, data.splits, seed, out)
-    predictions = split_predictions(data, task, result.probs)
+        probs = result.probs
+    predictions = split_predictions(data, task_of(config, data), probs)
     write_csv(out / "predictions.csv", predictions.to_frame())
     write_json(out / "info.json", {**_fit_info(entry, seed, result), "refit": refit})
     return evaluate_run_predictions(config, entry, seed, predictions)
@@ -230,12 +230,12 @@ def _fit_on_train(config: ExperimentConfig, data: PreparedData, entry: ModelEntr
                   ) -> tuple[np.ndarray, dict[str, Any]]:
     """The validation probabilities of a fit on the training records alone, and its info (kept in ``out``:
     a resumed run does not fit it again)."""
+    task = task_of(config, data)
     if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
-        stored = read_predictions(out / "predictions.csv", task_of(config, data))
-        return stored.probs, json.loads((out / "info.json").read_text())
+        return read_predictions(out / "predictions.csv", task).probs, json.loads((out / "info.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     result = fit_model(get_model(entry.type), entry, config, data.splits, seed, out, predict=("val",))
-    write_csv(out / "predictions.csv", split_predictions(data, task_of(config, data), result.probs).to_frame())
+    write_csv(out / "predictions.csv", split_predictions(data, task, result.probs).to_frame())
     info = _fit_info(entry, seed, result)
     write_json(out / "info.json", info)
     return result.probs["val"], info
