@@ -177,7 +177,7 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> No
             out = run_dir / "models" / entry.label / f"seed_{seed}"
             tag = f"[{number}/{total}] {entry.label} seed {seed}"
             bar.set_postfix_str(f"{entry.label} seed {seed}")
-            if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
+            if is_finished(out):
                 log.info(f"{tag}: already trained (predictions.csv found), evaluated without retraining")
                 new_rows = evaluate_run_predictions(
                     config, entry, seed, read_predictions(out / "predictions.csv", task_of(config, data)))
@@ -195,6 +195,11 @@ def train_all(config: ExperimentConfig, data: PreparedData, run_dir: Path) -> No
             bar.update()
     write_csv(run_dir / "summary.csv", summarise(pd.DataFrame(rows)))
     log.info(f"finished {total} model × seed runs in {time.perf_counter() - started:.0f} s")
+
+
+def is_finished(out: Path) -> bool:
+    """Whether the fit in ``out`` completed (its info and predictions are written): a resumed run keeps it."""
+    return (out / "info.json").is_file() and (out / "predictions.csv").is_file()
 
 
 #: Subfolder of a refitted model × seed holding the fit on the training records alone, whose
@@ -231,7 +236,7 @@ def _fit_on_train(config: ExperimentConfig, data: PreparedData, entry: ModelEntr
     """The validation probabilities of a fit on the training records alone, and its info (kept in ``out``:
     a resumed run does not fit it again)."""
     task = task_of(config, data)
-    if (out / "info.json").is_file() and (out / "predictions.csv").is_file():
+    if is_finished(out):
         return read_predictions(out / "predictions.csv", task).probs, json.loads((out / "info.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     result = fit_model(get_model(entry.type), entry, config, data.splits, seed, out, predict=("val",))
