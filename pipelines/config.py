@@ -303,6 +303,7 @@ class TrainConfig:
     reduce_lr_factor: float = 0.3
     min_learning_rate: float = 1e-5
     label_smoothing: float = 0.0
+    ema_momentum: float = 0.0
     monitor_split: float = 0.0
     refit: bool = False
     schedule: Literal["constant", "cosine", "cosine_restarts"] = "constant"
@@ -319,6 +320,7 @@ class TrainConfig:
             raise ConfigError(f"{where}.learning_rate: expected a positive number, got {self.learning_rate}")
         metric_direction(self.monitor, f"{where}.monitor")
         _check_fraction(self.label_smoothing, f"{where}.label_smoothing", upper_open=True)
+        _check_fraction(self.ema_momentum, f"{where}.ema_momentum", upper_open=True)
         _check_fraction(self.monitor_split, f"{where}.monitor_split", upper_open=True)
         if self.refit and not self.monitor_split:
             raise ConfigError(f"{where}.refit: refitting on train + val needs {where}.monitor_split > 0 (e.g. 0.1), "

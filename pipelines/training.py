@@ -19,7 +19,7 @@ import skops.io
 from pipelines import plugins
 from pipelines.artifacts import atomic_path
 from pipelines.averaging import averaged_model, tta_views
-from pipelines.config import ExperimentConfig, ModelEntry
+from pipelines.config import ExperimentConfig, ModelEntry, TrainConfig
 from pipelines.console import keras_verbose
 from pipelines.modeling import ModelSpec, TrainingPhase, sklearn_proba
 from pipelines.predictions import Task
@@ -106,8 +106,9 @@ def _fit_keras(spec: ModelSpec, entry: ModelEntry, config: ExperimentConfig, spl
     probs = {name: evaluated.predict(make_dataset(splits[name], batch_size=batch, training=False,
                                                   **dataset_inputs(model, splits[name])), verbose=0)
              for name in predict}
-    monitor = {"split": "held-out train" if config.train.monitor_split else "val",
-               "records": int(len(np.unique(monitored["val"].record)))}
+    watched = np.unique(monitored["val"].record)
+    monitor = {"split": "held-out train" if config.train.monitor_split else "val", "records": int(len(watched)),
+               **({"record_ids": [str(r) for r in watched]} if config.train.monitor_split else {})}
     return FitResult(probs, epoch, seconds, int(model.count_params()), model, monitor)
 
 
@@ -191,14 +192,15 @@ def fit_keras(model: Any, phases: list[TrainingPhase], config: ExperimentConfig,
 def compile_model(model: Any, config: ExperimentConfig, classes: list[str], learning_rate: float | Any) -> None:
     """Compile for one-hot labels: the configured optimiser, categorical cross-entropy, accuracy, ROC/PR-AUC.
 
-    ``learning_rate`` is a float or a Keras schedule; ``train.label_smoothing`` applies to the loss.
+    ``learning_rate`` is a float or a Keras schedule; ``train.label_smoothing`` applies to the loss and
+    ``train.ema_momentum`` (> 0) makes the optimiser keep a moving average of the weights.
     """
     import keras
 
     from pipelines.keras_metrics import SparseAUC
 
     positive = Task.of(classes, config.data.task.positive).positive
-    model.compile(optimizer=_optimizer(config.train.optimizer, learning_rate),
+    model.compile(optimizer=_optimizer(config.train.optimizer, learning_rate, config.train.ema_momentum),
                   loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.train.label_smoothing),
                   metrics=["accuracy", SparseAUC(len(classes), positive, name="auc"),
                            SparseAUC(len(classes), positive, name="pr_auc", curve="PR")],
@@ -206,12 +208,24 @@ def compile_model(model: Any, config: ExperimentConfig, classes: list[str], lear
                   steps_per_execution=config.runtime.steps_per_execution)
 
 
-def _optimizer(name: str, learning_rate: float | Any) -> Any:
+def _optimizer(name: str, learning_rate: float | Any, ema_momentum: float) -> Any:
     import keras
 
     optimizers = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
                   "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-    return optimizers[name](learning_rate=learning_rate)
+    averaging = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum else {}
+    return optimizers[name](learning_rate=learning_rate, **averaging)
+
+
+def weight_averaging_callbacks(train: TrainConfig) -> list[Any]:
+    """``[SwapEMAWeights]`` with ``train.ema_momentum`` > 0, else ``[]``; put it before the callbacks it serves.
+
+    At each epoch's end the averaged weights replace the trained ones (and are swapped back before the next
+    epoch), so validation, early stopping, checkpoints and the restored best model all see the averages.
+    """
+    import keras
+
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if train.ema_momentum else []
 
 
 def _callbacks(config: ExperimentConfig, out_dir: Path, phase: str) -> list[Any]:
@@ -220,7 +234,8 @@ def _callbacks(config: ExperimentConfig, out_dir: Path, phase: str) -> list[Any]
     fit_cfg = config.train
     mode = fit_cfg.monitor_direction
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup" / phase)),
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup" / phase)),   # first: backs up the trained weights
+        *weight_averaging_callbacks(fit_cfg),
         keras.callbacks.EarlyStopping(monitor=fit_cfg.monitor, mode=mode,
                                       patience=fit_cfg.early_stopping_patience, restore_best_weights=True),
         *plateau_callbacks(fit_cfg, fit_cfg.monitor, mode),

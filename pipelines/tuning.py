@@ -58,7 +58,7 @@ from pipelines.schema import to_dict
 from pipelines.search_space import check_space, declare_all, model_values
 from pipelines.side_inputs import with_side_inputs
 from pipelines.splits import monitored_splits
-from pipelines.training import build_keras, fit_keras
+from pipelines.training import build_keras, fit_keras, weight_averaging_callbacks
 from pipelines.tuning_results import plot_trials, trial_table
 
 log = logging.getLogger("biomed")
@@ -130,12 +130,13 @@ def trial_metrics(history: keras.callbacks.History, tuning: TuningConfig, second
 
 
 def trial_callbacks(config: ExperimentConfig) -> list[keras.callbacks.Callback]:
-    """EarlyStopping and (constant schedule only) ReduceLROnPlateau on the tuning objective.
+    """Weight averaging (``train.ema_momentum``), EarlyStopping and (constant schedule) ReduceLROnPlateau.
 
     KerasTuner copies them per trial.
     """
     tuning, train = config.tuning, config.train
     return [
+        *weight_averaging_callbacks(train),
         keras.callbacks.EarlyStopping(monitor=tuning.objective, mode=tuning.direction,
                                       patience=train.early_stopping_patience, restore_best_weights=True),
         *plateau_callbacks(train, tuning.objective, tuning.direction),

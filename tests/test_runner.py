@@ -131,7 +131,8 @@ def test_monitor_split_keeps_validation_out_of_training(tiny_config, tmp_path, m
     (seen,) = watched
     assert seen["val"] and seen["val"] <= train_records and not seen["val"] & seen["train"]
     info = json.loads((run / "models" / "cnn" / "seed_0" / "info.json").read_text())
-    assert info["monitor"] == {"split": "held-out train", "records": len(seen["val"])}
+    assert info["monitor"] == {"split": "held-out train", "records": len(seen["val"]),
+                               "record_ids": sorted(seen["val"])}   # which training records were held out
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["train"]["monitor_split"] == 0.25
     predictions = pd.read_csv(run / "models" / "cnn" / "seed_0" / "predictions.csv", dtype={"record": str})

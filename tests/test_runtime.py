@@ -151,3 +151,38 @@ def test_fit_under_mirrored_strategy_with_xla_and_steps_per_execution(tmp_path):
     assert type(result.model.distribute_strategy).__name__ == "MirroredStrategy"
     assert result.model.jit_compile and result.model.steps_per_execution == 2
     assert {"model.keras", "history.csv"} <= {p.name for p in tmp_path.iterdir()}
+
+
+def fitted_weights(tmp_path, ema_momentum: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The cnn's trainable weights as built and after one 8-step epoch (Adam, large steps)."""
+    from pipelines.runtime import get_strategy
+    from pipelines.training import build_keras
+
+    entry = ModelEntry("cnn", params=ECG_MODELS["cnn"])
+    config = ExperimentConfig(name="t", models=[entry], loader=LoaderConfig(batch_size=4),
+                              train=TrainConfig(epochs=1, learning_rate=0.05, ema_momentum=ema_momentum,
+                                                tensorboard=False, verbose=0))
+    splits = {"train": split(32, 0), "val": split(8, 1), "test": split(4, 2)}
+    built = build_keras(get_model("cnn"), entry.params, splits["train"], 0, get_strategy(config.runtime), config)
+    result = fit_model(get_model("cnn"), entry, config, splits, seed=0, out_dir=tmp_path / f"ema{ema_momentum}")
+    return [w.numpy() for w in built.trainable_weights], [w.numpy() for w in result.model.trainable_weights]
+
+
+def test_weight_averaging_keeps_the_moving_average_of_the_weights(tmp_path):
+    # With a momentum of ~1 the average stays at the weights of the first step, while plain training walks on
+    # for all 8 steps: the averaged model must sit far closer to where training began.
+    initial, plain = fitted_weights(tmp_path, 0.0)
+    initial_again, averaged = fitted_weights(tmp_path, 0.999999)
+    assert all(np.array_equal(a, b) for a, b in zip(initial, initial_again))    # same start, same seed
+
+    def moved(weights):
+        return float(np.sqrt(sum(np.sum((w - w0) ** 2) for w, w0 in zip(weights, initial))))
+
+    assert moved(plain) > 0 and moved(averaged) < 0.5 * moved(plain)
+    saved = keras.models.load_model(tmp_path / "ema0.999999" / "model.keras", safe_mode=True, compile=False)
+    assert all(np.allclose(a, b.numpy()) for a, b in zip(averaged, saved.trainable_weights))
+
+
+def test_weight_averaging_momentum_must_be_a_fraction():
+    with pytest.raises(Exception, match="ema_momentum"):
+        TrainConfig(ema_momentum=1.0).validate("train")
